@@ -3,7 +3,6 @@ package storage
 import (
 	"bytes"
 	"cmp"
-	"container/list"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -14,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatpacket/chatpacket/storage/storagepb"
@@ -41,8 +41,10 @@ import (
 // eviction over-counts and never under-counts. When a generation would pass
 // Options.RotateAfter, the next reservation adds a new generation instead.
 //
-// Cache. Unwrapped keys are held in an LRU bounded by
-// Options.KeyCacheEntries. Every shred bumps an epoch and evicts the key and
+// Cache. Unwrapped keys are held in a CLOCK cache (second-chance LRU)
+// bounded by Options.KeyCacheEntries: a hit takes only the read lock and
+// sets the entry's referenced bit, so many sealing goroutines do not queue on
+// one mutex as they did with a list-based LRU. Every shred bumps an epoch and evicts the key and
 // every cached key below it; a load that raced a shred (its epoch changed)
 // is thrown away and repeated, so a shredded key never re-enters the cache.
 //
@@ -58,9 +60,10 @@ type keyring struct {
 	locks  keyLocks
 
 	mu struct {
-		sync.Mutex
-		lru     *list.List // of *dataKey, most recently used first
-		entries map[KeyID]*list.Element
+		sync.RWMutex
+		entries map[KeyID]*dataKey
+		ring    []*dataKey // the CLOCK; hand is the next slot to consider
+		hand    int
 		epoch   uint64
 	}
 }
@@ -71,8 +74,9 @@ var errNoRecord = errors.New("storage: key has no record")
 
 // dataKey is an unwrapped key held in the cache.
 type dataKey struct {
-	id        KeyID
-	ancestors []KeyID // parent, grandparent …, not including the master key
+	id         KeyID
+	ancestors  []KeyID     // parent, grandparent …, not including the master key
+	referenced atomic.Bool // CLOCK: used since the hand last passed
 
 	mu struct {
 		sync.Mutex
@@ -88,8 +92,7 @@ type dataKey struct {
 func newKeyring(db *pebble.DB, opts *Options, shards int, master cipher.AEAD) *keyring {
 	k := &keyring{db: db, opts: opts, shards: shards, master: master}
 	k.locks.m = make(map[KeyID]*keyLock)
-	k.mu.lru = list.New()
-	k.mu.entries = make(map[KeyID]*list.Element)
+	k.mu.entries = make(map[KeyID]*dataKey)
 	return k
 }
 
@@ -163,40 +166,56 @@ func (k *keyring) generation(ctx context.Context, id KeyID, gen uint32) (cipher.
 // get returns key id from the cache, loading it on a miss.
 func (k *keyring) get(ctx context.Context, id KeyID) (*dataKey, error) {
 	for {
-		k.mu.Lock()
-		if el, ok := k.mu.entries[id]; ok {
-			k.mu.lru.MoveToFront(el)
-			k.mu.Unlock()
-			return el.Value.(*dataKey), nil
-		}
+		k.mu.RLock()
+		dk, ok := k.mu.entries[id]
 		epoch := k.mu.epoch
-		k.mu.Unlock()
+		k.mu.RUnlock()
+		if ok {
+			dk.referenced.Store(true)
+			return dk, nil
+		}
 
 		rec, ancestors, err := k.readRecord(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		dk, err := newDataKey(rec, ancestors)
+		dk, err = newDataKey(rec, ancestors)
 		if err != nil {
 			return nil, err
 		}
+		if k.insert(dk, epoch) {
+			return dk, nil
+		}
+		// A shred raced this load, or another load won: look again.
+	}
+}
 
-		k.mu.Lock()
-		if k.mu.epoch != epoch {
-			k.mu.Unlock()
-			continue // a shred raced this load: read again
-		}
-		if el, ok := k.mu.entries[id]; ok { // a concurrent load won
-			k.mu.Unlock()
-			return el.Value.(*dataKey), nil
-		}
-		k.mu.entries[id] = k.mu.lru.PushFront(dk)
-		for k.mu.lru.Len() > k.opts.KeyCacheEntries {
-			old := k.mu.lru.Remove(k.mu.lru.Back()).(*dataKey)
+// insert adds dk to the cache unless a shred happened since epoch was read
+// or dk's key is cached already. It reports whether dk was added.
+func (k *keyring) insert(dk *dataKey, epoch uint64) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.mu.epoch != epoch {
+		return false
+	}
+	if _, ok := k.mu.entries[dk.id]; ok {
+		return false
+	}
+	k.mu.entries[dk.id] = dk
+	if len(k.mu.ring) < k.opts.KeyCacheEntries {
+		k.mu.ring = append(k.mu.ring, dk)
+		return true
+	}
+	for {
+		k.mu.hand %= len(k.mu.ring)
+		old := k.mu.ring[k.mu.hand]
+		if !old.referenced.Swap(false) {
 			delete(k.mu.entries, old.id)
+			k.mu.ring[k.mu.hand] = dk
+			k.mu.hand++
+			return true
 		}
-		k.mu.Unlock()
-		return dk, nil
+		k.mu.hand++
 	}
 }
 
@@ -569,25 +588,35 @@ func (k *keyring) evict(ids []KeyID) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.mu.epoch++
-	for el := k.mu.lru.Front(); el != nil; {
-		next := el.Next()
-		dk := el.Value.(*dataKey)
-		if slices.Contains(ids, dk.id) || slices.ContainsFunc(dk.ancestors, func(a KeyID) bool { return slices.Contains(ids, a) }) {
-			k.mu.lru.Remove(el)
-			delete(k.mu.entries, dk.id)
-		}
-		el = next
-	}
+	k.removeLocked(func(dk *dataKey) bool {
+		return slices.Contains(ids, dk.id) || slices.ContainsFunc(dk.ancestors, func(a KeyID) bool { return slices.Contains(ids, a) })
+	})
 }
 
 // drop forgets one cached key without bumping the epoch (it is not erased).
 func (k *keyring) drop(id KeyID) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if el, ok := k.mu.entries[id]; ok {
-		k.mu.lru.Remove(el)
-		delete(k.mu.entries, id)
-	}
+	k.removeLocked(func(dk *dataKey) bool { return dk.id == id })
+}
+
+// removeLocked removes the cached keys that match. It walks the whole ring:
+// shreds and drops are rare next to hits.
+func (k *keyring) removeLocked(match func(*dataKey) bool) {
+	k.mu.ring = slices.DeleteFunc(k.mu.ring, func(dk *dataKey) bool {
+		if match(dk) {
+			delete(k.mu.entries, dk.id)
+			return true
+		}
+		return false
+	})
+}
+
+// cached is the number of keys in the cache.
+func (k *keyring) cached() int {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return len(k.mu.ring)
 }
 
 // keyLocks serialises the mutations of one key record: creation,

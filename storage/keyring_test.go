@@ -101,10 +101,7 @@ func TestKeyCacheBound(t *testing.T) {
 	for i, k := range keys {
 		wantString(t, db, k, fmt.Sprint(i))
 	}
-	db.keys.mu.Lock()
-	n := db.keys.mu.lru.Len()
-	db.keys.mu.Unlock()
-	if n > 4 {
+	if n := db.keys.cached(); n > 4 {
 		t.Fatalf("cache holds %d keys; bound is 4", n)
 	}
 }

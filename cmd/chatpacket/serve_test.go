@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chatpacket/chatpacket/storage"
+)
+
+// buildBinary builds chatpacket once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "chatpacket")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// node is a running `chatpacket serve` process.
+type node struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *syncBuffer
+	done   chan error
+}
+
+var servingRE = regexp.MustCompile(`msg=serving http=(\S+)`)
+
+// startNode runs bin serve in dir with args and env, and waits until it
+// reports its HTTP address.
+func startNode(t *testing.T, bin, dir string, env []string, args ...string) *node {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--http", "127.0.0.1:0"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	n := &node{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			n.stderr.WriteLine(sc.Text())
+			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	go func() { n.done <- cmd.Wait(); pw.Close() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-n.done
+	})
+	select {
+	case n.addr = <-found:
+		return n
+	case err := <-n.done:
+		n.done <- err
+		t.Fatalf("serve exited before serving: %v\n%s", err, n.stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not report its address within 30 s\n%s", n.stderr)
+	}
+	return nil
+}
+
+func (n *node) get(t *testing.T, path string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + n.addr + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// stop sends SIGTERM and waits for a clean exit within the grace period.
+func (n *node) stop(t *testing.T) {
+	t.Helper()
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-n.done:
+		n.done <- err
+		if err != nil {
+			t.Fatalf("serve exited with %v after SIGTERM\n%s", err, n.stderr)
+		}
+	case <-time.After(shutdownGrace + 5*time.Second):
+		t.Fatalf("serve did not stop within %v of SIGTERM", shutdownGrace)
+	}
+}
+
+func TestServeOnDefaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	n := startNode(t, bin, dir, nil)
+	if got := n.get(t, "/healthz"); got != http.StatusOK {
+		t.Fatalf("GET /healthz = %d; want 200", got)
+	}
+	if got := n.get(t, "/readyz"); got != http.StatusOK {
+		t.Fatalf("GET /readyz = %d; want 200", got)
+	}
+	if !strings.Contains(n.stderr.String(), "DEVELOPMENT MASTER KEY") {
+		t.Errorf("no development key warning in the log:\n%s", n.stderr)
+	}
+	for _, p := range []string{"chatpacket-data/master.key", "chatpacket-data/store/KEYCHECK"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
+			t.Errorf("defaults did not create %s: %v", p, err)
+		}
+	}
+	n.stop(t)
+
+	// The same data dir opens again with the same development key.
+	n = startNode(t, bin, dir, nil)
+	if got := n.get(t, "/readyz"); got != http.StatusOK {
+		t.Fatalf("GET /readyz after restart = %d; want 200", got)
+	}
+	n.stop(t)
+
+	// A wrong master key is refused with a clear error, before serving.
+	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CHATPACKET_MASTER_KEY="+storage.GenerateMasterKey())
+	out, err := cmd.CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte("wrong master key")) {
+		t.Fatalf("serve with a wrong key: %v\n%s; want exit 1 and 'wrong master key'", err, out)
+	}
+}
+
+func TestFlagsFromEnvironment(t *testing.T) {
+	t.Setenv("CHATPACKET_DATA_DIR", "/from/env")
+	t.Setenv("CHATPACKET_HTTP", "127.0.0.1:1")
+	cmd := newServeCommand()
+	if err := cmd.Flags().Parse([]string{"--http", "127.0.0.1:2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := flagsFromEnv(cmd.Flags()); err != nil {
+		t.Fatal(err)
+	}
+	for flag, want := range map[string]string{"data-dir": "/from/env", "http": "127.0.0.1:2"} {
+		if got := cmd.Flags().Lookup(flag).Value.String(); got != want {
+			t.Errorf("--%s = %q; want %q", flag, got, want)
+		}
+	}
+	t.Setenv("CHATPACKET_LOG_LEVEL", "loud")
+	cmd = newServeCommand()
+	if err := flagsFromEnv(cmd.Flags()); err == nil || !strings.Contains(err.Error(), "CHATPACKET_LOG_LEVEL") {
+		t.Fatalf("flagsFromEnv with a bad level = %v; want an error naming the variable", err)
+	}
+}
+
+func TestAdminKeyGenerate(t *testing.T) {
+	root := newRootCommand()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"admin", "key", "generate"})
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	key := strings.TrimSpace(out.String())
+	if _, err := storage.LoadMasterKey(storage.MasterKeySource{Env: key}, t.TempDir()); err != nil {
+		t.Fatalf("generated key %q does not load: %v", key, err)
+	}
+}
+
+// syncBuffer collects a process's log lines for failure messages.
+type syncBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *syncBuffer) WriteLine(s string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lines = append(b.lines, s)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.lines, "\n")
+}

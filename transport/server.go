@@ -1,0 +1,99 @@
+// Package transport holds ChatPacket's edge: the HTTP API, the WebSocket
+// gateway and the assets of the widget and the dashboard. Today it serves the
+// health endpoints of API.md; the API and sockets join it as the grains
+// behind them land.
+//
+// Concurrency: handlers run concurrently, one goroutine per request, and
+// must not block on anything but the request's own context.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// Timeouts of the HTTP server. Every listener has them so that a slow or
+// idle client cannot hold a connection for ever.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 30 * time.Second
+	WriteTimeout      = 30 * time.Second
+	IdleTimeout       = 120 * time.Second
+	MaxHeaderBytes    = 16 << 10
+)
+
+// Server is the node's HTTP server.
+type Server struct {
+	log   *slog.Logger
+	http  *http.Server
+	ready atomic.Bool
+}
+
+// NewServer returns a server for addr; it does not listen yet.
+func NewServer(addr string, log *slog.Logger) *Server {
+	s := &Server{log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	s.http = &http.Server{
+		Addr:              addr,
+		Handler:           mux,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// SetReady marks the node as able (or no longer able) to serve writes:
+// /readyz answers 200 only while it is.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Listen binds the server's address and returns the listener, so that
+// callers learn the real port when the address asked for port 0.
+func (s *Server) Listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", s.http.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen on %s: %w", s.http.Addr, err)
+	}
+	return ln, nil
+}
+
+// Serve serves on ln until Shutdown; it returns nil after a clean shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("transport: serve: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections and waits for requests in flight
+// until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.SetReady(false)
+	return s.http.Shutdown(ctx)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ok")
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !s.ready.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not ready")
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
