@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // The sealed envelope. Every value in Pebble is
@@ -64,6 +65,7 @@ func parseEnvelope(b []byte) (envelope, error) {
 // sealWith appends to dst the envelope of plaintext under aead, which is
 // generation gen of key id, bound to the Pebble key pkey.
 func sealWith(dst []byte, aead cipher.AEAD, id KeyID, gen uint32, pkey, plaintext []byte) []byte {
+	dst = slices.Grow(dst, EnvelopeOverhead+len(plaintext)) // one allocation, not one per part
 	start := len(dst)
 	dst = append(dst, envelopeVersion)
 	dst = append(dst, id[:]...)
