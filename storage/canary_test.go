@@ -5,8 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"io/fs"
-	"os"
-	"path/filepath"
+	"slices"
 	"testing"
 	"unicode/utf16"
 
@@ -44,25 +43,11 @@ func markerForms(marker string) [][]byte {
 func filesContaining(t *testing.T, dir string, forms [][]byte) []string {
 	t.Helper()
 	var hits []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+	forEachFile(t, dir, func(path string, data []byte, _ fs.FileInfo) {
+		if slices.ContainsFunc(forms, func(f []byte) bool { return bytes.Contains(data, f) }) {
+			hits = append(hits, path)
 		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		for _, f := range forms {
-			if bytes.Contains(b, f) {
-				hits = append(hits, path)
-				break
-			}
-		}
-		return nil
 	})
-	if err != nil {
-		t.Fatalf("walk %s: %v", dir, err)
-	}
 	return hits
 }
 

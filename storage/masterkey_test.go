@@ -18,25 +18,10 @@ import (
 func dirState(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	state := map[string]string{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
+	forEachFile(t, dir, func(path string, data []byte, info fs.FileInfo) {
+		sum := sha256.Sum256(data)
 		state[path] = hex.EncodeToString(sum[:]) + " " + info.ModTime().String()
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return state
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -170,19 +169,11 @@ func TestShredRemovesKeyBytes(t *testing.T) {
 func sstsContaining(t *testing.T, dir string, b []byte) []string {
 	t.Helper()
 	var hits []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !strings.HasSuffix(path, ".sst") {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if err == nil && bytes.Contains(data, b) {
+	forEachFile(t, dir, func(path string, data []byte, _ fs.FileInfo) {
+		if strings.HasSuffix(path, ".sst") && bytes.Contains(data, b) {
 			hits = append(hits, path)
 		}
-		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return hits
 }
 
