@@ -130,17 +130,17 @@ func (db *DB) enter() (func(), error) {
 // Concurrent Puts share fsyncs through Pebble's commit pipeline; write many
 // records at once with a Batch.
 func (db *DB) Put(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Message) error {
-	leave, err := db.enter()
-	if err != nil {
+	b := db.newBatch()
+	defer b.Close()
+	if err := b.Put(ctx, pkey, ref, msg); err != nil {
 		return err
 	}
-	defer leave()
-	return db.put(ctx, pkey, ref, msg)
+	return b.Commit(ctx)
 }
 
 func (db *DB) put(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Message) error {
 	b := db.newBatch()
-	defer b.pb.Close()
+	defer b.Close()
 	if err := b.put(ctx, pkey, ref, msg); err != nil {
 		return err
 	}
@@ -190,8 +190,10 @@ func (db *DB) Delete(ctx context.Context, pkey []byte) error {
 	}
 	defer leave()
 	b := db.newBatch()
-	defer b.pb.Close()
-	b.Delete(pkey)
+	defer b.Close()
+	if err := b.Delete(pkey); err != nil {
+		return err
+	}
 	return b.commit(ctx)
 }
 
@@ -246,8 +248,12 @@ func (db *DB) newBatch() *Batch { return &Batch{db: db, pb: db.pdb.NewBatch()} }
 
 // Put seals msg under ref for pkey and adds it to the batch. Sealing happens
 // now (creating ref's key if this is its first use); the write happens at
-// Commit.
+// Commit. The master key seals only storage's own records: data sealed under
+// it could never be shredded, so it is refused here.
 func (b *Batch) Put(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Message) error {
+	if ref.ID == MasterKeyID {
+		return errors.New("storage: data cannot be sealed under the master key; use a tenant, subject, month or index key")
+	}
 	leave, err := b.db.enter()
 	if err != nil {
 		return err
@@ -257,6 +263,9 @@ func (b *Batch) Put(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Mess
 }
 
 func (b *Batch) put(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Message) error {
+	if b.pb == nil {
+		return errBatchClosed
+	}
 	pt, err := proto.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("storage: marshal: %w", err)
@@ -269,23 +278,30 @@ func (b *Batch) put(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Mess
 }
 
 // Delete adds the removal of pkey to the batch.
-func (b *Batch) Delete(pkey []byte) { b.pb.Delete(pkey, nil) }
-
-// Len is the number of writes in the batch.
-func (b *Batch) Len() int { return int(b.pb.Count()) }
+func (b *Batch) Delete(pkey []byte) error {
+	if b.pb == nil {
+		return errBatchClosed
+	}
+	return b.pb.Delete(pkey, nil)
+}
 
 // Commit writes the batch durably (synced) and closes it.
 func (b *Batch) Commit(ctx context.Context) error {
+	defer b.Close()
 	leave, err := b.db.enter()
 	if err != nil {
 		return err
 	}
 	defer leave()
-	defer b.pb.Close()
 	return b.commit(ctx)
 }
 
+var errBatchClosed = errors.New("storage: batch already committed or closed")
+
 func (b *Batch) commit(ctx context.Context) error {
+	if b.pb == nil {
+		return errBatchClosed
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -117,6 +117,7 @@ func TestBadKeyRefsAreRefused(t *testing.T) {
 		{ID: TenantKey(tenant).ID, Parent: SubjectKey(tenant, NewID()).ID}, // tenant under a subject
 		{ID: SubjectKey(tenant, NewID()).ID, Parent: MasterKeyID},          // subject straight under master
 		{ID: KeyID{}, Parent: MasterKeyID},                                 // no kind
+		{ID: MasterKeyID},                                                  // data under the master key could never be shredded
 	}
 	for _, ref := range bad {
 		if err := db.Put(ctx, userKey(0, NewID()), ref, str("x")); err == nil {
@@ -170,4 +171,42 @@ func TestIDText(t *testing.T) {
 	if got, err := ParseKeyID(kid.String()); err != nil || got != kid {
 		t.Fatalf("ParseKeyID(%q) = %v, %v; want %v", kid.String(), got, err, kid)
 	}
+}
+
+// TestBatch commits several records atomically and refuses use after
+// Commit.
+func TestBatch(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, t.TempDir(), newMasterKey(t))
+	tenant := NewID()
+	gone := userKey(0, NewID())
+	mustPut(t, db, gone, TenantKey(tenant), "to delete")
+
+	b := db.NewBatch()
+	var keys [][]byte
+	for i := range 3 {
+		k := userKey(0, NewID())
+		keys = append(keys, k)
+		if err := b.Put(ctx, k, SubjectKey(tenant, NewID()), str(string(rune('a'+i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Delete(gone); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, db, keys[0], ErrNotFound) // nothing visible before Commit
+	if err := b.Commit(ctx); err != nil {
+		t.Fatalf("Commit = %v", err)
+	}
+	for i, k := range keys {
+		wantString(t, db, k, string(rune('a'+i)))
+	}
+	wantErr(t, db, gone, ErrNotFound)
+	if err := b.Put(ctx, userKey(0, NewID()), TenantKey(tenant), str("late")); err == nil {
+		t.Fatal("Put on a committed batch succeeded; want an error")
+	}
+	if err := b.Commit(ctx); err == nil {
+		t.Fatal("second Commit succeeded; want an error")
+	}
+	b.Close() // harmless after Commit
 }
