@@ -13,6 +13,7 @@ import (
 
 	"github.com/chatpacket/chatpacket/storage/storagepb"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -49,6 +50,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		return nil, err
 	}
 	pdb, err := pebble.Open(opts.Dir, &pebble.Options{
+		FS:                 noRecycleFS{vfs.Default},
 		Logger:             pebbleLogger{opts.Logger},
 		FormatMajorVersion: pebble.FormatNewest,
 	})

@@ -524,7 +524,8 @@ func (k *keyring) shred(ctx context.Context, entries []ShredRecord) (int, error)
 		return 0, err
 	}
 
-	// Compact each affected shard's stretch of key records: the tombstones
+	// Drop the write-ahead logs that held the records (see wal.go), then
+	// compact each affected shard's stretch of key records: the tombstones
 	// meet the records they delete in the bottom level, where both are
 	// dropped, so the wrapped material leaves the SSTs.
 	spans := map[uint16][2][]byte{}
@@ -539,6 +540,9 @@ func (k *keyring) shred(ctx context.Context, entries []ShredRecord) (int, error)
 			s[1] = end
 		}
 		spans[shard] = s
+	}
+	if err := dropObsoleteLogs(k.db, k.opts.Dir); err != nil {
+		return len(shredded), fmt.Errorf("storage: drop logs after shred: %w", err)
 	}
 	for _, s := range spans {
 		if err := k.db.Compact(ctx, s[0], s[1], false); err != nil {

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // shredFixture is a tenant with two visitors and a month of analytics, one
@@ -137,7 +140,8 @@ func TestShredReachesCheckpoints(t *testing.T) {
 }
 
 // TestShredRemovesKeyBytes checks that the wrapped key record leaves the
-// SSTs: after shredding and compaction no SST holds any part of it.
+// disk: after the shred no file of the store, SST or write-ahead log, holds
+// it, although both did before.
 func TestShredRemovesKeyBytes(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -153,16 +157,32 @@ func TestShredRemovesKeyBytes(t *testing.T) {
 	if err := db.Compact(ctx); err != nil { // the record is now in an SST
 		t.Fatal(err)
 	}
+	mustPut(t, db, userKey(5, NewID()), TenantKey(f.tenant), "the record is also in a log") // not compacted yet
 	if hits := sstsContaining(t, dir, record[headerLen:]); len(hits) == 0 {
 		t.Fatal("the key record is in no SST before the shred: the check is broken")
+	}
+	if hits := filesContaining(t, dir, [][]byte{record[headerLen:]}); !slices.ContainsFunc(hits, func(p string) bool { return strings.HasSuffix(p, ".log") }) {
+		t.Fatalf("the key record is in no write-ahead log before the shred (only %v): the check is broken", hits)
 	}
 
 	if err := db.Shred(ctx, id); err != nil {
 		t.Fatal(err)
 	}
+	// Pebble deletes the SSTs a compaction replaced in the background.
+	eventually(t, 5*time.Second, func() error {
+		if hits := filesContaining(t, dir, [][]byte{record[headerLen:]}); len(hits) > 0 {
+			return fmt.Errorf("the shredded key record is still in %v", hits)
+		}
+		return nil
+	})
+	// More writes rotate and reuse logs; the store still works.
+	for range 2000 {
+		mustPut(t, db, userKey(5, NewID()), TenantKey(f.tenant), strings.Repeat("x", 4000))
+	}
+	wantString(t, db, f.v2Rec, "v2 message")
 	db.Close()
-	if hits := sstsContaining(t, dir, record[headerLen:]); len(hits) > 0 {
-		t.Fatalf("the shredded key record is still in %v", hits)
+	if hits := filesContaining(t, dir, [][]byte{record[headerLen:]}); len(hits) > 0 {
+		t.Fatalf("the shredded key record is back in %v", hits)
 	}
 }
 
