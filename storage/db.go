@@ -132,21 +132,30 @@ func (db *DB) enter() (func(), error) {
 // Concurrent Puts share fsyncs through Pebble's commit pipeline; write many
 // records at once with a Batch.
 func (db *DB) Put(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Message) error {
-	b := db.newBatch()
-	defer b.Close()
-	if err := b.Put(ctx, pkey, ref, msg); err != nil {
+	if ref.ID == MasterKeyID {
+		return errMasterKeyData
+	}
+	leave, err := db.enter()
+	if err != nil {
 		return err
 	}
-	return b.Commit(ctx)
+	defer leave()
+	return db.put(ctx, pkey, ref, msg)
 }
 
 func (db *DB) put(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Message) error {
-	b := db.newBatch()
-	defer b.Close()
-	if err := b.put(ctx, pkey, ref, msg); err != nil {
+	pb := db.pdb.NewBatch()
+	defer pb.Close()
+	if err := db.putInto(ctx, pb, pkey, ref, msg); err != nil {
 		return err
 	}
-	return b.commit(ctx)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := pb.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("storage: commit: %w", err)
+	}
+	return nil
 }
 
 // Get opens the record at pkey into msg. It returns ErrNotFound when there is
@@ -254,7 +263,7 @@ func (db *DB) newBatch() *Batch { return &Batch{db: db, pb: db.pdb.NewBatch()} }
 // it could never be shredded, so it is refused here.
 func (b *Batch) Put(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Message) error {
 	if ref.ID == MasterKeyID {
-		return errors.New("storage: data cannot be sealed under the master key; use a tenant, subject, month or index key")
+		return errMasterKeyData
 	}
 	leave, err := b.db.enter()
 	if err != nil {
@@ -268,15 +277,38 @@ func (b *Batch) put(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Mess
 	if b.pb == nil {
 		return errBatchClosed
 	}
-	pt, err := proto.Marshal(msg)
-	if err != nil {
-		return fmt.Errorf("storage: marshal: %w", err)
-	}
-	sealed, err := b.db.keys.seal(ctx, ref, pkey, pt)
+	return b.db.putInto(ctx, b.pb, pkey, ref, msg)
+}
+
+// scratchPool holds buffers for a record's plaintext and additional data.
+// Writes are the hot path: marshalling into a pooled buffer and sealing
+// straight into the batch's memory leaves no allocation per record.
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// putInto seals msg under ref and adds it to pb at pkey.
+func (db *DB) putInto(ctx context.Context, pb *pebble.Batch, pkey []byte, ref KeyRef, msg proto.Message) error {
+	aead, gen, err := db.keys.sealer(ctx, ref)
 	if err != nil {
 		return err
 	}
-	return b.pb.Set(pkey, sealed, nil)
+	scratch := scratchPool.Get().(*[]byte)
+	defer func() {
+		if cap(*scratch) <= 64<<10 { // let the rare huge buffer go
+			scratchPool.Put(scratch)
+		}
+	}()
+	pt, err := proto.MarshalOptions{}.MarshalAppend((*scratch)[:0], msg)
+	if err != nil {
+		return fmt.Errorf("storage: marshal: %w", err)
+	}
+	*scratch = pt
+	op := pb.SetDeferred(len(pkey), EnvelopeOverhead+len(pt))
+	copy(op.Key, pkey)
+	// The additional data goes in the scratch buffer after the plaintext.
+	if sealed := sealWith(op.Value[:0], pt[len(pt):], aead, ref.ID, gen, pkey, pt); len(sealed) != len(op.Value) {
+		panic(fmt.Sprintf("storage: sealed %d bytes into %d", len(sealed), len(op.Value))) // the envelope size is a constant
+	}
+	return op.Finish()
 }
 
 // Delete adds the removal of pkey to the batch.
@@ -298,7 +330,10 @@ func (b *Batch) Commit(ctx context.Context) error {
 	return b.commit(ctx)
 }
 
-var errBatchClosed = errors.New("storage: batch already committed or closed")
+var (
+	errBatchClosed   = errors.New("storage: batch already committed or closed")
+	errMasterKeyData = errors.New("storage: data cannot be sealed under the master key; use a tenant, subject, month or index key")
+)
 
 func (b *Batch) commit(ctx context.Context) error {
 	if b.pb == nil {

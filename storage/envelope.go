@@ -63,8 +63,10 @@ func parseEnvelope(b []byte) (envelope, error) {
 }
 
 // sealWith appends to dst the envelope of plaintext under aead, which is
-// generation gen of key id, bound to the Pebble key pkey.
-func sealWith(dst []byte, aead cipher.AEAD, id KeyID, gen uint32, pkey, plaintext []byte) []byte {
+// generation gen of key id, bound to the Pebble key pkey. scratch is room
+// for the additional data (any length; nil allocates) and must not overlap
+// dst's capacity.
+func sealWith(dst, scratch []byte, aead cipher.AEAD, id KeyID, gen uint32, pkey, plaintext []byte) []byte {
 	dst = slices.Grow(dst, EnvelopeOverhead+len(plaintext)) // one allocation, not one per part
 	start := len(dst)
 	dst = append(dst, envelopeVersion)
@@ -73,7 +75,7 @@ func sealWith(dst []byte, aead cipher.AEAD, id KeyID, gen uint32, pkey, plaintex
 	dst = append(dst, make([]byte, nonceLen)...)
 	nonce := dst[start+headerLen:]
 	rand.Read(nonce) // never fails (crypto/rand, Go ≥ 1.24)
-	ad := additionalData(dst[start:start+headerLen], pkey)
+	ad := append(append(scratch[:0], dst[start:start+headerLen]...), pkey...)
 	return aead.Seal(dst, nonce, plaintext, ad)
 }
 

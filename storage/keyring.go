@@ -107,18 +107,24 @@ func (k *keyring) ledgerKey(id KeyID) []byte {
 // seal seals plaintext under ref for the Pebble key pkey, creating the key
 // (and its parent) on first use.
 func (k *keyring) seal(ctx context.Context, ref KeyRef, pkey, plaintext []byte) ([]byte, error) {
+	aead, gen, err := k.sealer(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return sealWith(nil, nil, aead, ref.ID, gen, pkey, plaintext), nil
+}
+
+// sealer returns the generation of ref to seal one value with, counting the
+// use, and creates the key (and its parent) on first use.
+func (k *keyring) sealer(ctx context.Context, ref KeyRef) (cipher.AEAD, uint32, error) {
 	if ref.ID == MasterKeyID {
-		return sealWith(nil, k.master, MasterKeyID, 0, pkey, plaintext), nil
+		return k.master, 0, nil
 	}
 	dk, err := k.ensure(ctx, ref)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	aead, gen, err := k.use(ctx, dk)
-	if err != nil {
-		return nil, err
-	}
-	return sealWith(nil, aead, ref.ID, gen, pkey, plaintext), nil
+	return k.use(ctx, dk)
 }
 
 // open opens a sealed value stored under pkey.

@@ -151,7 +151,7 @@ func verifyOrCreateKeyCheck(dir string, key []byte, aead cipher.AEAD) error {
 		} else if exists {
 			return fmt.Errorf("storage: %s holds a store but no %s file; refusing to open it with an unverified master key", dir, keyCheckFile)
 		}
-		sealed := sealWith(nil, aead, MasterKeyID, 0, keyCheckAD, keyCheckAD)
+		sealed := sealWith(nil, nil, aead, MasterKeyID, 0, keyCheckAD, keyCheckAD)
 		text := fmt.Sprintf("chatpacket keycheck v1\nfingerprint %s\n%s\n", fingerprint(key), base64.StdEncoding.EncodeToString(sealed))
 		return writeFileAtomic(path, []byte(text), 0o600)
 	}

@@ -99,7 +99,7 @@ func FuzzOpenEnvelope(f *testing.F) {
 	}
 	pkey := []byte("fuzz key")
 	plaintext := []byte("authentic plaintext")
-	authentic := sealWith(nil, aead, MasterKeyID, 0, pkey, plaintext)
+	authentic := sealWith(nil, nil, aead, MasterKeyID, 0, pkey, plaintext)
 	f.Add(authentic)
 	f.Add(authentic[:EnvelopeOverhead])
 	f.Add([]byte{})
