@@ -12,7 +12,7 @@ go test -c -o "$out/bench.test" ./bench
 [ -x "$(go env GOPATH)/bin/benchstat" ] || go install golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 for i in $(seq "$rounds"); do
   echo "round $i/$rounds" >&2
-  (cd bench && "$out/bench.test" -test.run '^$' -test.bench "$pattern" -test.benchtime 1s) >> "$out/results.txt"
+  (cd bench && "$out/bench.test" -test.run '^$' -test.bench "$pattern" -test.benchtime 2s) >> "$out/results.txt"
 done
 echo "# $(git rev-parse --short HEAD) $(go version) $(nproc) cores $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 "$(go env GOPATH)/bin/benchstat" -col /store "$out/results.txt"
