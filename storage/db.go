@@ -330,6 +330,19 @@ func (b *Batch) Commit(ctx context.Context) error {
 	return b.commit(ctx)
 }
 
+// Append adds all of other's writes to b, after b's own; other is left as
+// it was. It lets a caller stage one unit of work in its own batch and keep
+// it or drop it whole.
+func (b *Batch) Append(other *Batch) error {
+	if b.pb == nil || other.pb == nil {
+		return errBatchClosed
+	}
+	return b.pb.Apply(other.pb, nil)
+}
+
+// Empty reports whether the batch holds no writes.
+func (b *Batch) Empty() bool { return b.pb == nil || b.pb.Empty() }
+
 var (
 	errBatchClosed   = errors.New("storage: batch already committed or closed")
 	errMasterKeyData = errors.New("storage: data cannot be sealed under the master key; use a tenant, subject, month or index key")

@@ -1,0 +1,276 @@
+package shard
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/chatpacket/chatpacket/actors/actorspb"
+	"github.com/chatpacket/chatpacket/storage"
+	"google.golang.org/protobuf/proto"
+)
+
+// state is what one batch applies its commands to: the store as committed,
+// plus what the batch's earlier commands changed.
+type state struct {
+	db        *storage.DB
+	convs     map[storage.ID]*actorspb.ConversationRecord
+	clientIDs map[string]uint64 // conversation id + blind client id → seq
+}
+
+func newState(db *storage.DB) *state {
+	return &state{db: db, convs: map[storage.ID]*actorspb.ConversationRecord{}, clientIDs: map[string]uint64{}}
+}
+
+// change is what one command does, staged until it has fully succeeded.
+type change struct {
+	staged   *storage.Batch
+	conv     *actorspb.ConversationRecord // the conversation after the command
+	clientID string                       // key in state.clientIDs, for a post
+	seq      uint64
+}
+
+// apply stages cmd's writes and, when it succeeds whole, adds them to group
+// and to the batch's view.
+func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.Command) (*actorspb.Result, error) {
+	ch := &change{staged: s.db.NewBatch()}
+	defer ch.staged.Close()
+	var res *actorspb.Result
+	var err error
+	switch op := cmd.GetOp().(type) {
+	case *actorspb.Command_Post:
+		res, err = s.post(ctx, ch, op.Post)
+	case *actorspb.Command_Assign:
+		res, err = s.assign(ctx, ch, op.Assign)
+	case *actorspb.Command_Close:
+		res, err = s.close(ctx, ch, op.Close)
+	case *actorspb.Command_MarkRead:
+		res, err = s.markRead(ctx, ch, op.MarkRead)
+	default:
+		err = fmt.Errorf("%w: no operation", ErrInvalid)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ch.conv != nil {
+		if err := s.putConversation(ctx, ch.staged, ch.conv); err != nil {
+			return nil, err
+		}
+	}
+	if err := group.Append(ch.staged); err != nil {
+		return nil, err
+	}
+	if ch.conv != nil {
+		var id storage.ID
+		copy(id[:], ch.conv.Id)
+		s.convs[id] = ch.conv
+		res.Conversation = ch.conv
+	}
+	if ch.clientID != "" {
+		s.clientIDs[ch.clientID] = ch.seq
+	}
+	return res, nil
+}
+
+func (s *state) post(ctx context.Context, ch *change, p *actorspb.PostMessage) (*actorspb.Result, error) {
+	tenant, err := idFrom(p.TenantId, "tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	convID, err := idFrom(p.ConversationId, "conversation_id")
+	if err != nil {
+		return nil, err
+	}
+	if err := validatePost(p); err != nil {
+		return nil, err
+	}
+	conv, err := s.conversation(ctx, tenant, convID)
+	created := false
+	if errors.Is(err, errAbsent) {
+		if _, err := idFrom(p.VisitorId, "visitor_id"); err != nil {
+			return nil, err
+		}
+		conv = &actorspb.ConversationRecord{
+			Id: convID[:], TenantId: tenant[:], VisitorId: p.VisitorId,
+			Status: actorspb.ConversationStatus_CONVERSATION_STATUS_OPEN, CreatedUnixMs: p.UnixMs,
+		}
+		created = true
+	} else if err != nil {
+		return nil, err
+	}
+	var visitor storage.ID
+	copy(visitor[:], conv.VisitorId)
+	subject := storage.SubjectKey(tenant, visitor)
+
+	blind, err := s.db.Blind(ctx, storage.TenantKey(tenant), "client_id", []byte(p.ClientId))
+	if err != nil {
+		return nil, err
+	}
+	ck := clientIDKey(s.db, convID, blind)
+	if seq, ok := s.clientIDs[string(ck)]; ok {
+		return &actorspb.Result{Seq: seq, Duplicate: true, Conversation: conv}, nil
+	}
+	var seen actorspb.ClientIDRecord
+	switch err := s.db.Get(ctx, ck, &seen); {
+	case err == nil:
+		return &actorspb.Result{Seq: seen.Seq, Duplicate: true, Conversation: conv}, nil
+	case !errors.Is(err, storage.ErrNotFound):
+		return nil, err
+	}
+
+	seq := conv.LastSeq + 1
+	msg := &actorspb.MessageRecord{Seq: seq, Author: p.Author, Body: p.Body, ClientId: p.ClientId, CreatedUnixMs: p.UnixMs}
+	if err := ch.staged.Put(ctx, messageKey(s.db, convID, seq), subject, msg); err != nil {
+		return nil, err
+	}
+	if err := ch.staged.Put(ctx, ck, subject, &actorspb.ClientIDRecord{Seq: seq}); err != nil {
+		return nil, err
+	}
+	conv.LastSeq = seq
+	conv.LastMessageUnixMs = p.UnixMs
+	conv.Status = actorspb.ConversationStatus_CONVERSATION_STATUS_OPEN // a message reopens a closed conversation
+	ch.conv, ch.clientID, ch.seq = conv, string(ck), seq
+	return &actorspb.Result{Seq: seq, Created: created}, nil
+}
+
+func validatePost(p *actorspb.PostMessage) error {
+	switch {
+	case len(p.Body) == 0:
+		return fmt.Errorf("%w: empty body", ErrInvalid)
+	case len(p.Body) > MaxBodyBytes:
+		return fmt.Errorf("%w: body of %d bytes; at most %d", ErrInvalid, len(p.Body), MaxBodyBytes)
+	case !utf8.ValidString(p.Body):
+		return fmt.Errorf("%w: body is not UTF-8", ErrInvalid)
+	case len(p.ClientId) == 0 || len(p.ClientId) > MaxClientIDBytes:
+		return fmt.Errorf("%w: client_id must have 1 to %d bytes", ErrInvalid, MaxClientIDBytes)
+	case p.UnixMs <= 0:
+		return fmt.Errorf("%w: no time", ErrInvalid)
+	}
+	switch p.Author.GetKind() {
+	case actorspb.AuthorKind_AUTHOR_KIND_VISITOR, actorspb.AuthorKind_AUTHOR_KIND_AGENT:
+		if _, err := idFrom(p.Author.GetId(), "author.id"); err != nil {
+			return err
+		}
+	case actorspb.AuthorKind_AUTHOR_KIND_SYSTEM:
+	default:
+		return fmt.Errorf("%w: author kind %v", ErrInvalid, p.Author.GetKind())
+	}
+	return nil
+}
+
+func (s *state) assign(ctx context.Context, ch *change, a *actorspb.AssignConversation) (*actorspb.Result, error) {
+	conv, err := s.existing(ctx, a.TenantId, a.ConversationId)
+	if err != nil {
+		return nil, err
+	}
+	if len(a.AssigneeId) != 0 {
+		if _, err := idFrom(a.AssigneeId, "assignee_id"); err != nil {
+			return nil, err
+		}
+	}
+	conv.AssigneeId = a.AssigneeId
+	ch.conv = conv
+	return &actorspb.Result{}, nil
+}
+
+func (s *state) close(ctx context.Context, ch *change, c *actorspb.CloseConversation) (*actorspb.Result, error) {
+	conv, err := s.existing(ctx, c.TenantId, c.ConversationId)
+	if err != nil {
+		return nil, err
+	}
+	conv.Status = actorspb.ConversationStatus_CONVERSATION_STATUS_CLOSED
+	ch.conv = conv
+	return &actorspb.Result{}, nil
+}
+
+func (s *state) markRead(ctx context.Context, ch *change, r *actorspb.MarkRead) (*actorspb.Result, error) {
+	conv, err := s.existing(ctx, r.TenantId, r.ConversationId)
+	if err != nil {
+		return nil, err
+	}
+	reader, err := idFrom(r.ReaderId, "reader_id")
+	if err != nil {
+		return nil, err
+	}
+	if r.Seq > conv.LastSeq {
+		return nil, fmt.Errorf("%w: read up to %d of %d messages", ErrInvalid, r.Seq, conv.LastSeq)
+	}
+	if conv.ReadSeq == nil {
+		conv.ReadSeq = map[string]uint64{}
+	}
+	k := hex.EncodeToString(reader[:])
+	conv.ReadSeq[k] = max(conv.ReadSeq[k], r.Seq)
+	ch.conv = conv
+	return &actorspb.Result{Seq: conv.ReadSeq[k]}, nil
+}
+
+// errAbsent is a conversation that exists in no tenant.
+var errAbsent = errors.New("shard: absent")
+
+// existing returns a copy of a conversation that must exist in tenant.
+func (s *state) existing(ctx context.Context, tenantRaw, convRaw []byte) (*actorspb.ConversationRecord, error) {
+	tenant, err := idFrom(tenantRaw, "tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	convID, err := idFrom(convRaw, "conversation_id")
+	if err != nil {
+		return nil, err
+	}
+	conv, err := s.conversation(ctx, tenant, convID)
+	if errors.Is(err, errAbsent) {
+		return nil, ErrNotFound
+	}
+	return conv, err
+}
+
+// conversation returns a copy of a conversation as the batch sees it:
+// errAbsent when it exists nowhere, ErrNotFound when it belongs to another
+// tenant (which must look the same as absent to the caller, but must not be
+// created over).
+func (s *state) conversation(ctx context.Context, tenant, id storage.ID) (*actorspb.ConversationRecord, error) {
+	conv, ok := s.convs[id]
+	if !ok {
+		var rec actorspb.ConversationRecord
+		err := readConversation(ctx, s.db, id, &rec)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, errAbsent
+		}
+		if err != nil {
+			return nil, err
+		}
+		conv = &rec
+	}
+	if string(conv.TenantId) != string(tenant[:]) {
+		return nil, ErrNotFound
+	}
+	return proto.Clone(conv).(*actorspb.ConversationRecord), nil
+}
+
+func (s *state) putConversation(ctx context.Context, b *storage.Batch, conv *actorspb.ConversationRecord) error {
+	var id, tenant storage.ID
+	copy(id[:], conv.Id)
+	copy(tenant[:], conv.TenantId)
+	return b.Put(ctx, conversationKey(s.db, id), storage.TenantKey(tenant), conv)
+}
+
+func readConversation(ctx context.Context, db *storage.DB, id storage.ID, rec *actorspb.ConversationRecord) error {
+	return db.Get(ctx, conversationKey(db, id), rec)
+}
+
+func shardOf(db *storage.DB, conv storage.ID) uint16 { return storage.ShardOf(conv[:], db.Shards()) }
+
+func conversationKey(db *storage.DB, conv storage.ID) []byte {
+	return storage.Key(shardOf(db, conv), TableConversation, conv[:])
+}
+
+func messageKey(db *storage.DB, conv storage.ID, seq uint64) []byte {
+	return storage.Key(shardOf(db, conv), TableMessage, conv[:], binary.BigEndian.AppendUint64(nil, seq))
+}
+
+func clientIDKey(db *storage.DB, conv storage.ID, blind []byte) []byte {
+	return storage.Key(shardOf(db, conv), TableClientID, conv[:], blind)
+}
