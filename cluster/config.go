@@ -1,0 +1,105 @@
+// Package cluster holds a node's membership in a ChatPacket cluster: gossip
+// by hashicorp/memberlist behind a protoactor ClusterProvider of our own,
+// and the protoactor cluster (actor system, remote, grain kinds) that runs
+// on it. One node forms a cluster of one; more nodes find each other with
+// Config.Join.
+//
+// Placement of grains is protoactor's disthash for now (rendezvous hashing
+// over members); step 3 of the roadmap replaces it with placement on shard
+// leaders, and adds raft. Nothing else here assumes a single node.
+//
+// Concurrency: a Node's methods are safe for concurrent use. memberlist
+// calls our delegates while holding its own locks, so they only signal a
+// channel; the member list is read from our own goroutine (see
+// ../shared/PITFALLS.md).
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Config configures a node's membership. Start from LocalConfig or
+// LANConfig and set the addresses.
+type Config struct {
+	// Name is the cluster's name; nodes of different names do not talk.
+	Name string
+
+	// GossipAddr is the host:port memberlist listens on, TCP and UDP both.
+	// Port 0 picks a free port (tests); Node.GossipAddr tells which.
+	GossipAddr string
+
+	// RemoteAddr is the host:port of the actor remote (gRPC) that carries
+	// grain calls between nodes. Port 0 picks a free port.
+	RemoteAddr string
+
+	// Join lists gossip addresses of live nodes. Empty forms a new cluster.
+	// Joining is retried every JoinRetry until one answers, so nodes started
+	// together find each other whatever their order.
+	Join      []string
+	JoinRetry time.Duration
+
+	// RequestTimeout bounds one attempt of a grain call.
+	RequestTimeout time.Duration
+
+	// Gossip is memberlist's configuration: probe intervals, suspicion,
+	// timeouts. The presets choose it; Name, addresses, delegates and
+	// logging are set by Start.
+	Gossip *memberlist.Config
+
+	// Logger receives warnings and errors of memberlist and protoactor.
+	Logger *slog.Logger
+}
+
+// LocalConfig is for nodes on one machine (tests, development): fast
+// failure detection (memberlist's local preset: a dead node is noticed in
+// about 5 s on loopback).
+func LocalConfig() Config {
+	return Config{
+		Name: "chatpacket", GossipAddr: "127.0.0.1:0", RemoteAddr: "127.0.0.1:0",
+		JoinRetry: 200 * time.Millisecond, RequestTimeout: 5 * time.Second,
+		Gossip: memberlist.DefaultLocalConfig(), Logger: slog.Default(),
+	}
+}
+
+// LANConfig is for nodes on one network (production): memberlist's LAN
+// preset, tolerant of a slower network, detecting a dead node in about 6 s.
+func LANConfig() Config {
+	c := LocalConfig()
+	c.GossipAddr, c.RemoteAddr = "0.0.0.0:7946", "0.0.0.0:8090"
+	c.JoinRetry = time.Second
+	c.Gossip = memberlist.DefaultLANConfig()
+	return c
+}
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	for _, a := range []struct{ name, addr string }{{"GossipAddr", c.GossipAddr}, {"RemoteAddr", c.RemoteAddr}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("cluster: Config.%s %q: %w", a.name, a.addr, err)
+		}
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return fmt.Errorf("cluster: Config.Join %q: %w", j, err)
+		}
+	}
+	switch {
+	case c.Name == "":
+		return errors.New("cluster: Config.Name is empty")
+	case c.JoinRetry <= 0:
+		return errors.New("cluster: Config.JoinRetry must be positive")
+	case c.RequestTimeout <= 0:
+		return errors.New("cluster: Config.RequestTimeout must be positive")
+	case c.Gossip == nil:
+		return errors.New("cluster: Config.Gossip is nil; start from LocalConfig or LANConfig")
+	case c.Logger == nil:
+		return errors.New("cluster: Config.Logger is nil")
+	}
+	return nil
+}

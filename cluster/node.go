@@ -1,0 +1,105 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pacluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+)
+
+// Node is this process's member of the cluster: an actor system, its
+// remote, the protoactor cluster and our gossip provider.
+type Node struct {
+	System  *actor.ActorSystem
+	Cluster *pacluster.Cluster
+
+	p        *provider
+	stopOnce sync.Once
+}
+
+// Start forms or joins the cluster with the given grain kinds and returns
+// once this node is a member (its seeds answered, when it has any).
+func Start(ctx context.Context, cfg Config, kinds ...*pacluster.Kind) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	host, port, err := splitHostPort(cfg.RemoteAddr)
+	if err != nil {
+		return nil, err
+	}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(s *actor.ActorSystem) *slog.Logger {
+		// protoactor logs routine INFO lines by the hundred; keep its
+		// warnings and errors only.
+		return slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("component", "actors")
+	}))
+	p := newProvider(cfg)
+	cc := pacluster.Configure(cfg.Name, p, disthash.New(), remote.Configure(host, port),
+		pacluster.WithKinds(kinds...), pacluster.WithRequestTimeout(cfg.RequestTimeout))
+	n := &Node{System: system, Cluster: pacluster.New(system, cc), p: p}
+	if err := startMember(n.Cluster); err != nil {
+		n.Stop(false)
+		return nil, err
+	}
+	select {
+	case <-p.joined:
+		return n, nil
+	case <-ctx.Done():
+		n.Stop(false)
+		return nil, fmt.Errorf("cluster: join %v: %w", cfg.Join, ctx.Err())
+	}
+}
+
+// startMember turns protoactor's panics on start-up failures into errors.
+func startMember(c *pacluster.Cluster) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cluster: start member: %v", r)
+		}
+	}()
+	c.StartMember() // includes a hard-coded 1 s sleep (PITFALLS.md)
+	return nil
+}
+
+// GossipAddr is the address other nodes join this one at.
+func (n *Node) GossipAddr() string { return n.p.gossipAddr() }
+
+// Members is the number of members this node sees, itself included. (It
+// is what the provider last published: protoactor's own MemberList.Length
+// reads without its lock.)
+func (n *Node) Members() int { return int(n.p.members.Load()) }
+
+// Stop leaves the cluster. Graceful tells the other members first and
+// stops this node's grains (their Terminate runs; protoactor waits about
+// 2 s); otherwise the node just goes, as a crash would look to the others.
+// Stop is safe to call twice.
+func (n *Node) Stop(graceful bool) {
+	n.stopOnce.Do(func() {
+		// protoactor's Shutdown(false) never stops the provider, so stop it
+		// here in both cases; the second call does nothing.
+		n.Cluster.Shutdown(graceful)
+		if err := n.p.Shutdown(graceful); err != nil {
+			n.p.log.Warn("leaving the cluster", "err", err)
+		}
+	})
+}
+
+// minLevel drops records below a level, whatever the wrapped handler's.
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.level && m.Handler.Enabled(ctx, l)
+}
+
+func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{m.Handler.WithAttrs(a), m.level}
+}
+
+func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.WithGroup(g), m.level} }

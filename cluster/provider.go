@@ -1,0 +1,243 @@
+package cluster
+
+import (
+	"bytes"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pacluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/hashicorp/memberlist"
+	"google.golang.org/protobuf/proto"
+)
+
+// provider is the protoactor ClusterProvider on memberlist. Each node's
+// memberlist metadata is its protoactor Member (actor system id, remote
+// host and port, kinds), so every node can build the full member list that
+// protoactor wants on every change.
+type provider struct {
+	cfg Config
+	log *slog.Logger
+
+	changed chan struct{} // a member joined, left or changed; buffered 1
+	members atomic.Int32  // how many members were last handed to protoactor
+	joined  chan struct{} // closed once this node is part of a cluster
+	stop    chan struct{}
+	wg      sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		ml   *memberlist.Memberlist
+		c    *pacluster.Cluster
+		done bool
+	}
+}
+
+var _ pacluster.ClusterProvider = (*provider)(nil)
+
+func newProvider(cfg Config) *provider {
+	return &provider{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "gossip"),
+		changed: make(chan struct{}, 1),
+		joined:  make(chan struct{}),
+		stop:    make(chan struct{}),
+	}
+}
+
+// StartMember is called by protoactor once its remote listens, so the
+// node's address is final here.
+func (p *provider) StartMember(c *pacluster.Cluster) error {
+	host, port, err := c.ActorSystem.GetHostPort()
+	if err != nil {
+		return fmt.Errorf("cluster: remote address: %w", err)
+	}
+	meta, err := proto.Marshal(&pacluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds()})
+	if err != nil {
+		return err
+	}
+	if len(meta) > memberlist.MetaMaxSize {
+		return fmt.Errorf("cluster: member metadata is %d bytes; memberlist allows %d (too many kinds?)", len(meta), memberlist.MetaMaxSize)
+	}
+
+	gossipHost, gossipPort, err := splitHostPort(p.cfg.GossipAddr)
+	if err != nil {
+		return err
+	}
+	mc := *p.cfg.Gossip
+	mc.Name = c.ActorSystem.ID // unique per start: a restarted node is a new member
+	mc.BindAddr, mc.BindPort = gossipHost, gossipPort
+	mc.AdvertiseAddr, mc.AdvertisePort = "", 0
+	mc.Delegate = metaDelegate(meta)
+	mc.Events = eventDelegate{p}
+	mc.Logger = log.New(gossipLog{p.log}, "", 0)
+	mc.LogOutput = nil
+	ml, err := memberlist.Create(&mc)
+	if err != nil {
+		return fmt.Errorf("cluster: start gossip on %s: %w", p.cfg.GossipAddr, err)
+	}
+
+	p.mu.Lock()
+	p.mu.ml, p.mu.c = ml, c
+	p.mu.Unlock()
+
+	p.wg.Go(p.publishLoop)
+	if len(p.cfg.Join) == 0 {
+		close(p.joined)
+	} else {
+		p.wg.Go(p.joinLoop)
+	}
+	p.signal()
+	return nil
+}
+
+func (p *provider) StartClient(*pacluster.Cluster) error {
+	return fmt.Errorf("cluster: client-only members are not supported")
+}
+
+// Shutdown leaves the cluster (gracefully: telling the others first) and
+// stops gossip. It is safe to call twice.
+func (p *provider) Shutdown(graceful bool) error {
+	p.mu.Lock()
+	if p.mu.done || p.mu.ml == nil {
+		p.mu.done = true
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.done = true
+	ml := p.mu.ml
+	p.mu.Unlock()
+
+	var err error
+	if graceful {
+		if lerr := ml.Leave(2 * time.Second); lerr != nil {
+			err = fmt.Errorf("cluster: leave: %w", lerr)
+		}
+	}
+	close(p.stop)
+	p.wg.Wait()
+	if serr := ml.Shutdown(); serr != nil && err == nil {
+		err = fmt.Errorf("cluster: stop gossip: %w", serr)
+	}
+	return err
+}
+
+// gossipAddr is where this node's memberlist listens.
+func (p *provider) gossipAddr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.ml == nil {
+		return ""
+	}
+	n := p.mu.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+func (p *provider) signal() {
+	select {
+	case p.changed <- struct{}{}:
+	default: // an update is pending already; it will read the latest list
+	}
+}
+
+// publishLoop hands protoactor the whole member list after every change.
+func (p *provider) publishLoop() {
+	for {
+		select {
+		case <-p.changed:
+			p.publish()
+		case <-p.stop:
+			return
+		}
+	}
+}
+
+func (p *provider) publish() {
+	p.mu.Lock()
+	ml, c := p.mu.ml, p.mu.c
+	p.mu.Unlock()
+	var members pacluster.Members
+	for _, n := range ml.Members() {
+		var m pacluster.Member
+		if err := proto.Unmarshal(n.Meta, &m); err != nil || m.Id != n.Name {
+			p.log.Warn("ignoring a gossip member with unreadable metadata", "member", n.Name, "addr", n.Address())
+			continue
+		}
+		members = append(members, &m)
+	}
+	c.MemberList.UpdateClusterTopology(members)
+	p.members.Store(int32(len(members)))
+}
+
+// joinLoop joins the seeds, retrying until one answers or the node stops.
+func (p *provider) joinLoop() {
+	p.mu.Lock()
+	ml := p.mu.ml
+	p.mu.Unlock()
+	for attempt := 1; ; attempt++ {
+		n, err := ml.Join(p.cfg.Join)
+		if n > 0 {
+			p.log.Info("joined the cluster", "seeds", p.cfg.Join, "attempts", attempt)
+			close(p.joined)
+			return
+		}
+		if attempt == 1 || attempt%25 == 0 {
+			p.log.Warn("cannot join the cluster yet; retrying", "seeds", p.cfg.Join, "attempts", attempt, "err", err)
+		}
+		select {
+		case <-time.After(p.cfg.JoinRetry):
+		case <-p.stop:
+			return
+		}
+	}
+}
+
+// metaDelegate gives memberlist this node's metadata; this node sends no
+// user messages.
+type metaDelegate []byte
+
+func (d metaDelegate) NodeMeta(int) []byte           { return d }
+func (metaDelegate) NotifyMsg([]byte)                {}
+func (metaDelegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (metaDelegate) LocalState(bool) []byte          { return nil }
+func (metaDelegate) MergeRemoteState([]byte, bool)   {}
+
+// eventDelegate only signals: memberlist holds its node lock while it calls
+// these, and reading Members here would deadlock.
+type eventDelegate struct{ p *provider }
+
+func (e eventDelegate) NotifyJoin(*memberlist.Node)   { e.p.signal() }
+func (e eventDelegate) NotifyLeave(*memberlist.Node)  { e.p.signal() }
+func (e eventDelegate) NotifyUpdate(*memberlist.Node) { e.p.signal() }
+
+// gossipLog sends memberlist's log lines to slog: [DEBUG] and [INFO] lines
+// are routine and dropped, [WARN] and [ERR] kept.
+type gossipLog struct{ l *slog.Logger }
+
+func (g gossipLog) Write(b []byte) (int, error) {
+	line := string(bytes.TrimSpace(b))
+	switch {
+	case bytes.Contains(b, []byte("[ERR]")):
+		g.l.Error(line)
+	case bytes.Contains(b, []byte("[WARN]")):
+		g.l.Warn(line)
+	}
+	return len(b), nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("cluster: address %q: %w", addr, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return "", 0, fmt.Errorf("cluster: address %q: bad port", addr)
+	}
+	return host, n, nil
+}
