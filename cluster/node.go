@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pacluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/extensions"
 	"github.com/asynkron/protoactor-go/remote"
 )
 
@@ -22,9 +23,35 @@ type Node struct {
 	stopOnce sync.Once
 }
 
-// Start forms or joins the cluster with the given grain kinds and returns
-// once this node is a member (its seeds answered, when it has any).
-func Start(ctx context.Context, cfg Config, kinds ...*pacluster.Kind) (*Node, error) {
+// Option adds to a node what is not configuration: its grain kinds and the
+// extensions its grains find on the actor system.
+type Option func(*options)
+
+type options struct {
+	kinds      []*pacluster.Kind
+	extensions []extensions.Extension
+}
+
+// WithKinds registers grain kinds on the node.
+func WithKinds(kinds ...*pacluster.Kind) Option {
+	return func(o *options) { o.kinds = append(o.kinds, kinds...) }
+}
+
+// WithExtensions registers extensions on the node's actor system before any
+// grain starts. Grains find their node's dependencies this way: generated
+// grain factories are package globals, shared by every node of a process,
+// so they cannot capture per-node values.
+func WithExtensions(ext ...extensions.Extension) Option {
+	return func(o *options) { o.extensions = append(o.extensions, ext...) }
+}
+
+// Start forms or joins the cluster and returns once this node is a member
+// (its seeds answered, when it has any).
+func Start(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -37,9 +64,12 @@ func Start(ctx context.Context, cfg Config, kinds ...*pacluster.Kind) (*Node, er
 		// warnings and errors only.
 		return slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("component", "actors")
 	}))
+	for _, ext := range o.extensions {
+		system.Extensions.Register(ext)
+	}
 	p := newProvider(cfg)
 	cc := pacluster.Configure(cfg.Name, p, disthash.New(), remote.Configure(host, port),
-		pacluster.WithKinds(kinds...), pacluster.WithRequestTimeout(cfg.RequestTimeout))
+		pacluster.WithKinds(o.kinds...), pacluster.WithRequestTimeout(cfg.RequestTimeout))
 	n := &Node{System: system, Cluster: pacluster.New(system, cc), p: p}
 	if err := startMember(n.Cluster); err != nil {
 		n.Stop(false)

@@ -1,0 +1,190 @@
+package grains
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/chatpacket/chatpacket/actors/actorspb"
+	"github.com/chatpacket/chatpacket/actors/grainpb"
+	"github.com/chatpacket/chatpacket/actors/shard"
+	"github.com/chatpacket/chatpacket/cluster"
+	"github.com/chatpacket/chatpacket/storage"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.(*Gossiper).StartGossiping.NewThrottle.func3.1"),
+		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
+		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.NewGossipActor.NewThrottleWithLogger.func2.1"),
+	)
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// startNode starts a cluster node with its own store and state machine.
+func startNode(t *testing.T, join ...string) *cluster.Node {
+	t.Helper()
+	key := make([]byte, storage.MasterKeyLen)
+	rand.Read(key)
+	db, err := storage.Open(context.Background(), storage.Options{Dir: t.TempDir(), MasterKey: key, Shards: 8, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := shard.New(db)
+	cfg := cluster.LocalConfig()
+	cfg.Logger = quiet
+	cfg.Join = join
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := cluster.Start(ctx, cfg,
+		cluster.WithKinds(Kinds()...),
+		cluster.WithExtensions(&Deps{Machine: m, Now: time.Now, Log: quiet, CallTimeout: 5 * time.Second}))
+	if err != nil {
+		m.Close()
+		db.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Graceful: protoactor's remote then stops its endpoint writers,
+		// which otherwise go on redialling a stopped peer for 10 s.
+		n.Stop(true)
+		m.Close()
+		db.Close()
+	})
+	return n
+}
+
+// subscriber is an actor that hands the events it receives to a channel.
+func subscriber(t *testing.T, n *cluster.Node) (*actor.PID, <-chan *grainpb.ConversationEvent) {
+	t.Helper()
+	events := make(chan *grainpb.ConversationEvent, 100)
+	pid := n.System.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		if ev, ok := c.Message().(*grainpb.ConversationEvent); ok {
+			events <- ev
+		}
+	}))
+	t.Cleanup(func() { n.System.Root.Stop(pid) })
+	return pid, events
+}
+
+func nextEvent(t *testing.T, events <-chan *grainpb.ConversationEvent) *grainpb.ConversationEvent {
+	t.Helper()
+	select {
+	case ev := <-events:
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5 s")
+		return nil
+	}
+}
+
+func visitorAuthor(v storage.ID) *actorspb.Author {
+	return &actorspb.Author{Kind: actorspb.AuthorKind_AUTHOR_KIND_VISITOR, Id: v[:]}
+}
+
+func TestConversationGrain(t *testing.T) {
+	n := startNode(t)
+	tenant, visitor, agent := storage.NewID(), storage.NewID(), storage.NewID()
+	conv := grainpb.GetConversationGrainClient(n.Cluster, storage.NewID().String())
+	pid, events := subscriber(t, n)
+
+	// Subscribing to a conversation that does not exist yet is not found.
+	sub := &grainpb.SubscribeRequest{TenantId: tenant[:], SubscriberAddress: pid.Address, SubscriberId: pid.Id, LeaseMs: 30000}
+	if _, err := conv.Subscribe(sub); Reason(err) != ReasonNotFound {
+		t.Fatalf("Subscribe before the first message = %v; want %s", err, ReasonNotFound)
+	}
+
+	post := &grainpb.PostRequest{TenantId: tenant[:], VisitorId: visitor[:], Author: visitorAuthor(visitor), ClientId: "c1", Body: "hello"}
+	res, err := conv.Post(post)
+	if err != nil || res.Seq != 1 || !res.Created {
+		t.Fatalf("Post = %+v, %v; want seq 1, created", res, err)
+	}
+	if s, err := conv.Subscribe(sub); err != nil || s.LastSeq != 1 {
+		t.Fatalf("Subscribe = %+v, %v; want last seq 1", s, err)
+	}
+	res, err = conv.Post(&grainpb.PostRequest{TenantId: tenant[:], Author: &actorspb.Author{Kind: actorspb.AuthorKind_AUTHOR_KIND_AGENT, Id: agent[:]}, ClientId: "a1", Body: "hi, how can I help?"})
+	if err != nil || res.Seq != 2 {
+		t.Fatalf("agent Post = %+v, %v; want seq 2", res, err)
+	}
+	if ev := nextEvent(t, events); ev.GetMessage().GetSeq() != 2 || ev.GetMessage().GetBody() != "hi, how can I help?" {
+		t.Fatalf("event = %v; want message 2", ev)
+	}
+
+	// A retried post is answered with its first seq and published no more.
+	if res, err := conv.Post(post); err != nil || res.Seq != 1 || !res.Duplicate {
+		t.Fatalf("retried Post = %+v, %v; want seq 1, duplicate", res, err)
+	}
+	if _, err := conv.Typing(&grainpb.TypingRequest{TenantId: tenant[:], Author: visitorAuthor(visitor)}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, events); ev.GetTyping() == nil {
+		t.Fatalf("event after a duplicate post and typing = %v; want typing (the duplicate must not be published)", ev)
+	}
+
+	read, err := conv.Read(&grainpb.ReadRequest{TenantId: tenant[:], After: 0, Limit: 10})
+	if err != nil || len(read.Messages) != 2 || read.Messages[0].Body != "hello" || read.Messages[1].Seq != 2 {
+		t.Fatalf("Read = %v, %v", read, err)
+	}
+	if mr, err := conv.MarkRead(&grainpb.MarkReadRequest{TenantId: tenant[:], ReaderId: visitor[:], Seq: 2}); err != nil || mr.Seq != 2 {
+		t.Fatalf("MarkRead = %v, %v", mr, err)
+	}
+	if ev := nextEvent(t, events); ev.GetRead().GetSeq() != 2 {
+		t.Fatalf("event = %v; want read up to 2", ev)
+	}
+	info, err := conv.Close(&grainpb.CloseRequest{TenantId: tenant[:]})
+	if err != nil || info.Conversation.Status != actorspb.ConversationStatus_CONVERSATION_STATUS_CLOSED {
+		t.Fatalf("Close = %v, %v", info, err)
+	}
+	if ev := nextEvent(t, events); ev.GetChanged() == nil {
+		t.Fatalf("event = %v; want changed", ev)
+	}
+
+	// Another tenant sees nothing, and bad input is refused.
+	other := storage.NewID()
+	if _, err := conv.Read(&grainpb.ReadRequest{TenantId: other[:]}); Reason(err) != ReasonNotFound {
+		t.Fatalf("Read by another tenant = %v; want %s", err, ReasonNotFound)
+	}
+	if _, err := conv.Post(&grainpb.PostRequest{TenantId: tenant[:], Author: visitorAuthor(visitor), ClientId: "c9"}); Reason(err) != ReasonInvalid {
+		t.Fatalf("Post without a body = %v; want %s", err, ReasonInvalid)
+	}
+}
+
+// TestConversationsAcrossNodes calls conversations from one node of two:
+// some grains live on the other node, and their events still reach a
+// subscriber on the calling node.
+func TestConversationsAcrossNodes(t *testing.T) {
+	a := startNode(t)
+	b := startNode(t, a.GossipAddr())
+	deadline := time.Now().Add(10 * time.Second)
+	for a.Members() != 2 || b.Members() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("members: a sees %d, b sees %d; want 2", a.Members(), b.Members())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tenant, visitor := storage.NewID(), storage.NewID()
+	pid, events := subscriber(t, a)
+	const conversations = 12
+	for i := range conversations {
+		conv := grainpb.GetConversationGrainClient(a.Cluster, storage.NewID().String())
+		if _, err := conv.Post(&grainpb.PostRequest{TenantId: tenant[:], VisitorId: visitor[:], Author: visitorAuthor(visitor), ClientId: "first", Body: "first"}); err != nil {
+			t.Fatalf("Post %d = %v", i, err)
+		}
+		if _, err := conv.Subscribe(&grainpb.SubscribeRequest{TenantId: tenant[:], SubscriberAddress: pid.Address, SubscriberId: pid.Id, LeaseMs: 30000}); err != nil {
+			t.Fatalf("Subscribe %d = %v", i, err)
+		}
+		if _, err := conv.Post(&grainpb.PostRequest{TenantId: tenant[:], Author: visitorAuthor(visitor), ClientId: "second", Body: fmt.Sprint("second ", i)}); err != nil {
+			t.Fatalf("second Post %d = %v", i, err)
+		}
+		if ev := nextEvent(t, events); ev.GetMessage().GetBody() != fmt.Sprint("second ", i) {
+			t.Fatalf("event %d = %v", i, ev)
+		}
+	}
+}
