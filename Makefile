@@ -9,13 +9,14 @@ export PATH := $(GOBIN):$(PATH)
 # needs the same ones to reproduce it byte for byte.
 PROTOC_VERSION := 3.21.12
 PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GRAIN_VERSION := v0.0.0-20240822202345-3c0e61ca19c9
 
 .PHONY: test tools build vet fmt-check generate-check unit bench run
 
 ## test: everything CI checks: build, formatting, vet, generated code, tests
 test: tools build fmt-check vet generate-check unit
 
-## tools: install protoc and protoc-gen-go when missing (Debian's package, the Go module proxy)
+## tools: install protoc, protoc-gen-go and protoc-gen-go-grain when missing (Debian's package, the Go module proxy)
 tools:
 	@if ! protoc --version 2>/dev/null | grep -q "$(PROTOC_VERSION)"; then \
 		echo "installing protobuf-compiler $(PROTOC_VERSION)"; \
@@ -26,6 +27,10 @@ tools:
 	@if ! protoc-gen-go --version 2>/dev/null | grep -q "$(PROTOC_GEN_GO_VERSION)"; then \
 		echo "installing protoc-gen-go $(PROTOC_GEN_GO_VERSION)"; \
 		go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION); \
+	fi
+	@if ! go version -m $(GOBIN)/protoc-gen-go-grain 2>/dev/null | grep -q "$(PROTOC_GEN_GRAIN_VERSION)"; then \
+		echo "installing protoc-gen-go-grain $(PROTOC_GEN_GRAIN_VERSION)"; \
+		go install github.com/asynkron/protoactor-go/protobuf/protoc-gen-go-grain@$(PROTOC_GEN_GRAIN_VERSION); \
 	fi
 
 build:
