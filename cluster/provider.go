@@ -171,7 +171,9 @@ func (p *provider) publish() {
 		members = append(members, &m)
 	}
 	c.MemberList.UpdateClusterTopology(members)
-	p.members.Store(int32(len(members)))
+	if old := p.members.Swap(int32(len(members))); old != int32(len(members)) {
+		p.log.Info("cluster members changed", "members", len(members), "before", old)
+	}
 }
 
 // joinLoop joins the seeds, retrying until one answers or the node stops.

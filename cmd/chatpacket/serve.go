@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chatpacket/chatpacket/actors/grains"
+	"github.com/chatpacket/chatpacket/actors/shard"
+	"github.com/chatpacket/chatpacket/cluster"
 	"github.com/chatpacket/chatpacket/storage"
 	"github.com/chatpacket/chatpacket/transport"
 	"github.com/spf13/cobra"
@@ -23,6 +26,10 @@ const shutdownGrace = 10 * time.Second
 type serveConfig struct {
 	dataDir       string
 	httpAddr      string
+	gossipAddr    string
+	remoteAddr    string
+	join          []string
+	gossipPreset  string
 	masterKeyFile string
 	logLevel      slog.Level
 }
@@ -41,8 +48,15 @@ In production give the master key as a file (--master-key-file) or as
 CHATPACKET_MASTER_KEY (64 hex digits or base64 of 32 bytes; make one with
 'chatpacket admin key generate').
 
+Nodes form a cluster by gossip: start the first one alone, and every other
+one with --join naming any live node's gossip address. Gossip (TCP and UDP)
+and the grain remote listen on loopback by default; give addresses other
+machines can reach to run a cluster across machines.
+
 The node answers GET /healthz while it runs and GET /readyz with 200 once its
-store is open. SIGTERM or SIGINT stops it gracefully within 10 s.`,
+store is open and it has joined its cluster. SIGTERM or SIGINT stops it
+gracefully within 10 s: it stops taking requests, stops its grains, leaves
+the cluster and closes the store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serve(cmd.Context(), cfg)
@@ -51,6 +65,10 @@ store is open. SIGTERM or SIGINT stops it gracefully within 10 s.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.dataDir, "data-dir", "./chatpacket-data", "directory for the node's data")
 	f.StringVar(&cfg.httpAddr, "http", ":8080", "address of the HTTP API, widget and dashboard")
+	f.StringVar(&cfg.gossipAddr, "gossip", "127.0.0.1:7946", "address of cluster gossip, TCP and UDP (port 0: any free port)")
+	f.StringVar(&cfg.remoteAddr, "remote", "127.0.0.1:8090", "address of the grain remote that carries calls between nodes (port 0: any free port)")
+	f.StringSliceVar(&cfg.join, "join", nil, "gossip addresses of live nodes to join, comma-separated (none: form a new cluster)")
+	f.StringVar(&cfg.gossipPreset, "gossip-preset", "lan", "failure detection: lan (nodes on a network) or local (nodes on one machine: faster)")
 	f.StringVar(&cfg.masterKeyFile, "master-key-file", "", "file holding the master key (default: CHATPACKET_MASTER_KEY, else a development key in the data dir)")
 	f.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "least severe log level shown: debug, info, warn or error")
 	return cmd
@@ -81,36 +99,63 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		return err
 	}
 	log.Info("store open", "dir", storeDir, "shards", db.Shards(), "master_key", mk.Fingerprint(), "master_key_from", mk.Origin)
+	machine := shard.New(db)
 
 	srv := transport.NewServer(cfg.httpAddr, log)
 	ln, err := srv.Listen()
 	if err != nil {
+		machine.Close()
 		db.Close()
 		return err
 	}
 	log.Info("serving", "http", ln.Addr().String())
-	srv.SetReady(true)
-
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	select {
-	case err = <-served:
-	case <-ctx.Done():
-		log.Info("shutting down", "grace", shutdownGrace)
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		defer cancel()
-		err = srv.Shutdown(sctx)
-		if serr := <-served; err == nil {
-			err = serr
+	// /healthz answers from here on; /readyz once the node is a member.
+	node, err := startNode(ctx, cfg, log, machine)
+	if err == nil {
+		log.Info("cluster member", "gossip", node.GossipAddr(), "members", node.Members())
+		srv.SetReady(true)
+		select {
+		case err = <-served:
+			served <- err
+		case <-ctx.Done():
 		}
 	}
-	if cerr := db.Close(); cerr != nil {
-		err = errors.Join(err, cerr)
+
+	log.Info("shutting down", "grace", shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	err = errors.Join(err, srv.Shutdown(sctx), <-served)
+	if node != nil {
+		node.Stop(true)
 	}
+	machine.Close()
+	err = errors.Join(err, db.Close())
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// startNode joins or forms the cluster with this node's grains.
+func startNode(ctx context.Context, cfg serveConfig, log *slog.Logger, machine *shard.Machine) (*cluster.Node, error) {
+	var ccfg cluster.Config
+	switch cfg.gossipPreset {
+	case "lan":
+		ccfg = cluster.LANConfig()
+	case "local":
+		ccfg = cluster.LocalConfig()
+	default:
+		return nil, fmt.Errorf("--gossip-preset %q: want lan or local", cfg.gossipPreset)
+	}
+	ccfg.GossipAddr, ccfg.RemoteAddr, ccfg.Join, ccfg.Logger = cfg.gossipAddr, cfg.remoteAddr, cfg.join, log
+	if len(cfg.join) > 0 {
+		log.Info("joining the cluster", "seeds", cfg.join)
+	}
+	return cluster.Start(ctx, ccfg,
+		cluster.WithKinds(grains.Kinds()...),
+		cluster.WithExtensions(&grains.Deps{Machine: machine, Now: time.Now, Log: log, CallTimeout: 5 * time.Second}))
 }

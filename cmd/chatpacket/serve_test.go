@@ -40,11 +40,11 @@ type node struct {
 
 var servingRE = regexp.MustCompile(`msg=serving http=(\S+)`)
 
-// startNode runs bin serve in dir with args and env, and waits until it
+// runServe runs bin serve in dir with args and env, and waits until it
 // reports its HTTP address.
-func startNode(t *testing.T, bin, dir string, env []string, args ...string) *node {
+func runServe(t *testing.T, bin, dir string, env []string, args ...string) *node {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--http", "127.0.0.1:0"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"serve", "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--remote", "127.0.0.1:0"}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
@@ -93,6 +93,46 @@ func (n *node) get(t *testing.T, path string) int {
 	return resp.StatusCode
 }
 
+// waitLog waits until a log line matches re.
+func (n *node) waitLog(t *testing.T, re string) {
+	t.Helper()
+	n.logValue(t, re)
+}
+
+// logValue waits until a log line matches re and returns its first group.
+func (n *node) logValue(t *testing.T, re string) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for _, line := range strings.Split(n.stderr.String(), "\n") {
+			if m := rx.FindStringSubmatch(line); m != nil {
+				if len(m) > 1 {
+					return m[1]
+				}
+				return m[0]
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line matching %s within 20 s\n%s", re, n.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitReady polls /readyz until it answers 200: the node serves /healthz at
+// once and becomes ready when it has joined its cluster.
+func (n *node) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for n.get(t, "/readyz") != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz not 200 within 20 s\n%s", n.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // stop sends SIGTERM and waits for a clean exit within the grace period.
 func (n *node) stop(t *testing.T) {
 	t.Helper()
@@ -114,13 +154,11 @@ func TestServeOnDefaults(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	n := startNode(t, bin, dir, nil)
+	n := runServe(t, bin, dir, nil)
 	if got := n.get(t, "/healthz"); got != http.StatusOK {
 		t.Fatalf("GET /healthz = %d; want 200", got)
 	}
-	if got := n.get(t, "/readyz"); got != http.StatusOK {
-		t.Fatalf("GET /readyz = %d; want 200", got)
-	}
+	n.waitReady(t)
 	if !strings.Contains(n.stderr.String(), "DEVELOPMENT MASTER KEY") {
 		t.Errorf("no development key warning in the log:\n%s", n.stderr)
 	}
@@ -132,20 +170,36 @@ func TestServeOnDefaults(t *testing.T) {
 	n.stop(t)
 
 	// The same data dir opens again with the same development key.
-	n = startNode(t, bin, dir, nil)
-	if got := n.get(t, "/readyz"); got != http.StatusOK {
-		t.Fatalf("GET /readyz after restart = %d; want 200", got)
-	}
+	n = runServe(t, bin, dir, nil)
+	n.waitReady(t)
 	n.stop(t)
 
 	// A wrong master key is refused with a clear error, before serving.
-	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0")
+	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--remote", "127.0.0.1:0")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CHATPACKET_MASTER_KEY="+storage.GenerateMasterKey())
 	out, err := cmd.CombinedOutput()
 	if err == nil || !bytes.Contains(out, []byte("wrong master key")) {
 		t.Fatalf("serve with a wrong key: %v\n%s; want exit 1 and 'wrong master key'", err, out)
 	}
+}
+
+// TestTwoProcessesFormACluster starts two serve processes, the second
+// joining the first: both become ready and the first sees two members.
+func TestTwoProcessesFormACluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary twice")
+	}
+	bin := buildBinary(t)
+	a := runServe(t, bin, t.TempDir(), nil, "--gossip-preset", "local")
+	a.waitReady(t)
+	seed := a.logValue(t, `msg="cluster member" gossip=(\S+)`)
+	b := runServe(t, bin, t.TempDir(), nil, "--gossip-preset", "local", "--join", seed)
+	b.waitReady(t)
+	a.waitLog(t, `msg="cluster members changed" component=gossip members=2 before=1`)
+	b.stop(t)
+	a.waitLog(t, `msg="cluster members changed" component=gossip members=1 before=2`)
+	a.stop(t)
 }
 
 func TestFlagsFromEnvironment(t *testing.T) {
