@@ -13,6 +13,7 @@ import (
 
 	"github.com/chatpacket/chatpacket/storage/storagepb"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/protobuf/proto"
 )
@@ -49,11 +50,20 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if err := verifyOrCreateKeyCheck(opts.Dir, opts.MasterKey, master); err != nil {
 		return nil, err
 	}
-	pdb, err := pebble.Open(opts.Dir, &pebble.Options{
+	cache := pebble.NewCache(opts.CacheBytes)
+	defer cache.Unref() // the DB holds its own reference
+	po := &pebble.Options{
 		FS:                 noRecycleFS{vfs.Default},
+		Cache:              cache,
 		Logger:             pebbleLogger{opts.Logger},
 		FormatMajorVersion: pebble.FormatNewest,
-	})
+	}
+	// Bloom filters on every level (the others inherit L0's): most lookups
+	// that matter are for keys that are not there (is this client_id new?),
+	// and without a filter each one reads index and data blocks of every
+	// overlapping table.
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	pdb, err := pebble.Open(opts.Dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("storage: open pebble in %s: %w", opts.Dir, err)
 	}

@@ -37,6 +37,10 @@ type Options struct {
 	// generations stay to open what they sealed.
 	RotateAfter uint64
 
+	// CacheBytes is the size of Pebble's block cache. Reads that miss it go
+	// to the OS. Default 64 MiB.
+	CacheBytes int64
+
 	// Logger receives Pebble's errors and storage's warnings. Default: the
 	// process's slog default logger.
 	Logger *slog.Logger
@@ -47,6 +51,7 @@ const (
 	DefaultShards          = 64
 	DefaultKeyCacheEntries = 16384
 	DefaultRotateAfter     = 1 << 28
+	DefaultCacheBytes      = 64 << 20
 )
 
 // EnsureDefaults fills zero fields with their defaults. Shards stays 0: Open
@@ -57,6 +62,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.RotateAfter == 0 {
 		o.RotateAfter = DefaultRotateAfter
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = DefaultCacheBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -74,6 +82,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("storage: Options.Shards = %d; want 1..%d", o.Shards, MaxShards)
 	case o.KeyCacheEntries < 1:
 		return fmt.Errorf("storage: Options.KeyCacheEntries = %d; want at least 1", o.KeyCacheEntries)
+	case o.CacheBytes < 0:
+		return fmt.Errorf("storage: Options.CacheBytes = %d; want at least 0", o.CacheBytes)
 	case o.RotateAfter > 1<<31:
 		return fmt.Errorf("storage: Options.RotateAfter = %d; AES-GCM must rotate before 2^31", o.RotateAfter)
 	}

@@ -61,6 +61,11 @@ var (
 // bound.
 const maxBatch = 256
 
+// cachedConversations bounds each applier's cache of committed
+// conversation records. The applier is its shard's only writer, so the
+// cache is exact; it saves a read and an open per command.
+const cachedConversations = 1024
+
 // Machine applies commands to the shards of one store.
 type Machine struct {
 	db       *storage.DB
@@ -79,7 +84,7 @@ func New(db *storage.DB) *Machine {
 	m := &Machine{db: db, stop: make(chan struct{})}
 	m.appliers = make([]*applier, db.Shards())
 	for i := range m.appliers {
-		a := &applier{m: m, shard: uint16(i), in: make(chan *request, maxBatch)}
+		a := &applier{m: m, shard: uint16(i), in: make(chan *request, maxBatch), convs: map[storage.ID]*actorspb.ConversationRecord{}}
 		m.appliers[i] = a
 		m.wg.Go(a.run)
 	}
@@ -115,7 +120,8 @@ type reply struct {
 }
 
 // Apply applies cmd to the shard of its conversation and answers once the
-// change is durable.
+// change is durable. The result's Conversation is shared with the
+// machine's cache: read it, never modify it.
 func (m *Machine) Apply(ctx context.Context, cmd *actorspb.Command) (*actorspb.Result, error) {
 	conv, err := conversationOf(cmd)
 	if err != nil {
@@ -178,6 +184,10 @@ type applier struct {
 	m     *Machine
 	shard uint16
 	in    chan *request
+	// convs holds committed conversation records, owned by the applier's
+	// goroutine. Eviction is random (Go's map order), which is enough for a
+	// cache whose misses cost one read.
+	convs map[storage.ID]*actorspb.ConversationRecord
 }
 
 func (a *applier) run() {
@@ -203,6 +213,19 @@ func (a *applier) run() {
 	}
 }
 
+// remember caches the conversations a committed batch changed.
+func (a *applier) remember(changed map[storage.ID]*actorspb.ConversationRecord) {
+	for id, conv := range changed {
+		if _, ok := a.convs[id]; !ok && len(a.convs) >= cachedConversations {
+			for old := range a.convs {
+				delete(a.convs, old)
+				break
+			}
+		}
+		a.convs[id] = conv
+	}
+}
+
 // drain answers the commands still queued at Close.
 func (a *applier) drain() {
 	for {
@@ -218,7 +241,7 @@ func (a *applier) drain() {
 func (a *applier) applyBatch(batch []*request) {
 	group := a.m.db.NewBatch()
 	defer group.Close()
-	st := newState(a.m.db)
+	st := newState(a.m.db, a.convs)
 	replies := make([]reply, len(batch))
 	for i, r := range batch {
 		res, err := st.apply(r.ctx, group, r.cmd)
@@ -233,6 +256,11 @@ func (a *applier) applyBatch(batch []*request) {
 					replies[i] = reply{err: err}
 				}
 			}
+			for id := range st.convs {
+				delete(a.convs, id) // what is on disk is unknown now
+			}
+		} else {
+			a.remember(st.convs)
 		}
 	}
 	for i, r := range batch {

@@ -17,12 +17,13 @@ import (
 // plus what the batch's earlier commands changed.
 type state struct {
 	db        *storage.DB
-	convs     map[storage.ID]*actorspb.ConversationRecord
-	clientIDs map[string]uint64 // conversation id + blind client id → seq
+	committed map[storage.ID]*actorspb.ConversationRecord // the applier's cache; read only here
+	convs     map[storage.ID]*actorspb.ConversationRecord // changed by this batch
+	clientIDs map[string]uint64                           // conversation id + blind client id → seq
 }
 
-func newState(db *storage.DB) *state {
-	return &state{db: db, convs: map[storage.ID]*actorspb.ConversationRecord{}, clientIDs: map[string]uint64{}}
+func newState(db *storage.DB, committed map[storage.ID]*actorspb.ConversationRecord) *state {
+	return &state{db: db, committed: committed, convs: map[storage.ID]*actorspb.ConversationRecord{}, clientIDs: map[string]uint64{}}
 }
 
 // change is what one command does, staged until it has fully succeeded.
@@ -233,6 +234,9 @@ func (s *state) existing(ctx context.Context, tenantRaw, convRaw []byte) (*actor
 // created over).
 func (s *state) conversation(ctx context.Context, tenant, id storage.ID) (*actorspb.ConversationRecord, error) {
 	conv, ok := s.convs[id]
+	if !ok {
+		conv, ok = s.committed[id]
+	}
 	if !ok {
 		var rec actorspb.ConversationRecord
 		err := readConversation(ctx, s.db, id, &rec)
