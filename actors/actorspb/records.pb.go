@@ -127,6 +127,159 @@ func (ConversationStatus) EnumDescriptor() ([]byte, []int) {
 	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{1}
 }
 
+type Role int32
+
+const (
+	Role_ROLE_UNSPECIFIED Role = 0
+	Role_ROLE_OWNER       Role = 1
+	Role_ROLE_ADMIN       Role = 2
+	Role_ROLE_AGENT       Role = 3
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_OWNER",
+		2: "ROLE_ADMIN",
+		3: "ROLE_AGENT",
+	}
+	Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED": 0,
+		"ROLE_OWNER":       1,
+		"ROLE_ADMIN":       2,
+		"ROLE_AGENT":       3,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_actors_actorspb_records_proto_enumTypes[2].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_actors_actorspb_records_proto_enumTypes[2]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{2}
+}
+
+type IndexScope int32
+
+const (
+	IndexScope_INDEX_SCOPE_UNSPECIFIED IndexScope = 0
+	IndexScope_INDEX_SCOPE_GLOBAL      IndexScope = 1 // sealed under the cluster's index key (an email at login)
+	IndexScope_INDEX_SCOPE_TENANT      IndexScope = 2 // sealed under the tenant's key
+)
+
+// Enum value maps for IndexScope.
+var (
+	IndexScope_name = map[int32]string{
+		0: "INDEX_SCOPE_UNSPECIFIED",
+		1: "INDEX_SCOPE_GLOBAL",
+		2: "INDEX_SCOPE_TENANT",
+	}
+	IndexScope_value = map[string]int32{
+		"INDEX_SCOPE_UNSPECIFIED": 0,
+		"INDEX_SCOPE_GLOBAL":      1,
+		"INDEX_SCOPE_TENANT":      2,
+	}
+)
+
+func (x IndexScope) Enum() *IndexScope {
+	p := new(IndexScope)
+	*p = x
+	return p
+}
+
+func (x IndexScope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (IndexScope) Descriptor() protoreflect.EnumDescriptor {
+	return file_actors_actorspb_records_proto_enumTypes[3].Descriptor()
+}
+
+func (IndexScope) Type() protoreflect.EnumType {
+	return &file_actors_actorspb_records_proto_enumTypes[3]
+}
+
+func (x IndexScope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use IndexScope.Descriptor instead.
+func (IndexScope) EnumDescriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{3}
+}
+
+type TokenKind int32
+
+const (
+	TokenKind_TOKEN_KIND_UNSPECIFIED TokenKind = 0
+	TokenKind_TOKEN_KIND_SESSION     TokenKind = 1 // an agent's login session (cookie)
+	TokenKind_TOKEN_KIND_API         TokenKind = 2 // an agent's API token (scripts)
+	TokenKind_TOKEN_KIND_VISITOR     TokenKind = 3 // a widget visitor's token
+)
+
+// Enum value maps for TokenKind.
+var (
+	TokenKind_name = map[int32]string{
+		0: "TOKEN_KIND_UNSPECIFIED",
+		1: "TOKEN_KIND_SESSION",
+		2: "TOKEN_KIND_API",
+		3: "TOKEN_KIND_VISITOR",
+	}
+	TokenKind_value = map[string]int32{
+		"TOKEN_KIND_UNSPECIFIED": 0,
+		"TOKEN_KIND_SESSION":     1,
+		"TOKEN_KIND_API":         2,
+		"TOKEN_KIND_VISITOR":     3,
+	}
+)
+
+func (x TokenKind) Enum() *TokenKind {
+	p := new(TokenKind)
+	*p = x
+	return p
+}
+
+func (x TokenKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TokenKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_actors_actorspb_records_proto_enumTypes[4].Descriptor()
+}
+
+func (TokenKind) Type() protoreflect.EnumType {
+	return &file_actors_actorspb_records_proto_enumTypes[4]
+}
+
+func (x TokenKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TokenKind.Descriptor instead.
+func (TokenKind) EnumDescriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{4}
+}
+
 type Author struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          AuthorKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=chatpacket.actors.v1.AuthorKind" json:"kind,omitempty"`
@@ -426,6 +579,12 @@ type Command struct {
 	//	*Command_Assign
 	//	*Command_Close
 	//	*Command_MarkRead
+	//	*Command_ClaimIndex
+	//	*Command_CreateTenant
+	//	*Command_CreateAgent
+	//	*Command_PutToken
+	//	*Command_DeleteToken
+	//	*Command_CreateVisitor
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -504,6 +663,60 @@ func (x *Command) GetMarkRead() *MarkRead {
 	return nil
 }
 
+func (x *Command) GetClaimIndex() *ClaimIndex {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ClaimIndex); ok {
+			return x.ClaimIndex
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCreateTenant() *CreateTenant {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateTenant); ok {
+			return x.CreateTenant
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCreateAgent() *CreateAgent {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateAgent); ok {
+			return x.CreateAgent
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutToken() *PutToken {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutToken); ok {
+			return x.PutToken
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteToken() *DeleteToken {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteToken); ok {
+			return x.DeleteToken
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCreateVisitor() *CreateVisitor {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateVisitor); ok {
+			return x.CreateVisitor
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -524,6 +737,30 @@ type Command_MarkRead struct {
 	MarkRead *MarkRead `protobuf:"bytes,4,opt,name=mark_read,json=markRead,proto3,oneof"`
 }
 
+type Command_ClaimIndex struct {
+	ClaimIndex *ClaimIndex `protobuf:"bytes,5,opt,name=claim_index,json=claimIndex,proto3,oneof"`
+}
+
+type Command_CreateTenant struct {
+	CreateTenant *CreateTenant `protobuf:"bytes,6,opt,name=create_tenant,json=createTenant,proto3,oneof"`
+}
+
+type Command_CreateAgent struct {
+	CreateAgent *CreateAgent `protobuf:"bytes,7,opt,name=create_agent,json=createAgent,proto3,oneof"`
+}
+
+type Command_PutToken struct {
+	PutToken *PutToken `protobuf:"bytes,8,opt,name=put_token,json=putToken,proto3,oneof"`
+}
+
+type Command_DeleteToken struct {
+	DeleteToken *DeleteToken `protobuf:"bytes,9,opt,name=delete_token,json=deleteToken,proto3,oneof"`
+}
+
+type Command_CreateVisitor struct {
+	CreateVisitor *CreateVisitor `protobuf:"bytes,10,opt,name=create_visitor,json=createVisitor,proto3,oneof"`
+}
+
 func (*Command_Post) isCommand_Op() {}
 
 func (*Command_Assign) isCommand_Op() {}
@@ -531,6 +768,18 @@ func (*Command_Assign) isCommand_Op() {}
 func (*Command_Close) isCommand_Op() {}
 
 func (*Command_MarkRead) isCommand_Op() {}
+
+func (*Command_ClaimIndex) isCommand_Op() {}
+
+func (*Command_CreateTenant) isCommand_Op() {}
+
+func (*Command_CreateAgent) isCommand_Op() {}
+
+func (*Command_PutToken) isCommand_Op() {}
+
+func (*Command_DeleteToken) isCommand_Op() {}
+
+func (*Command_CreateVisitor) isCommand_Op() {}
 
 // PostMessage appends a message. A conversation that does not exist yet is
 // created, open, for visitor_id. A client_id seen before in the conversation
@@ -815,6 +1064,679 @@ func (x *MarkRead) GetSeq() uint64 {
 	return 0
 }
 
+// TenantRecord is a tenant's settings, sealed under the tenant key.
+type TenantRecord struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	WidgetKey      string                 `protobuf:"bytes,3,opt,name=widget_key,json=widgetKey,proto3" json:"widget_key,omitempty"`
+	AllowedOrigins []string               `protobuf:"bytes,4,rep,name=allowed_origins,json=allowedOrigins,proto3" json:"allowed_origins,omitempty"`
+	CreatedUnixMs  int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TenantRecord) Reset() {
+	*x = TenantRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantRecord) ProtoMessage() {}
+
+func (x *TenantRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantRecord.ProtoReflect.Descriptor instead.
+func (*TenantRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TenantRecord) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *TenantRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TenantRecord) GetWidgetKey() string {
+	if x != nil {
+		return x.WidgetKey
+	}
+	return ""
+}
+
+func (x *TenantRecord) GetAllowedOrigins() []string {
+	if x != nil {
+		return x.AllowedOrigins
+	}
+	return nil
+}
+
+func (x *TenantRecord) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+// AgentRecord is a member of a tenant's team, sealed under the agent's own
+// subject key: erasing the agent erases it.
+type AgentRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	TenantId      []byte                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Email         string                 `protobuf:"bytes,4,opt,name=email,proto3" json:"email,omitempty"`
+	PasswordHash  string                 `protobuf:"bytes,5,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"` // argon2id, PHC string format
+	Role          Role                   `protobuf:"varint,6,opt,name=role,proto3,enum=chatpacket.actors.v1.Role" json:"role,omitempty"`
+	CreatedUnixMs int64                  `protobuf:"varint,7,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentRecord) Reset() {
+	*x = AgentRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentRecord) ProtoMessage() {}
+
+func (x *AgentRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentRecord.ProtoReflect.Descriptor instead.
+func (*AgentRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AgentRecord) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *AgentRecord) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *AgentRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AgentRecord) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *AgentRecord) GetPasswordHash() string {
+	if x != nil {
+		return x.PasswordHash
+	}
+	return ""
+}
+
+func (x *AgentRecord) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *AgentRecord) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+// IndexRecord maps a blind index token (an HMAC of an email, a widget key,
+// a session id) to what it names. The token is the record's Pebble key; the
+// value it was made from is never stored here.
+type IndexRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TargetId      []byte                 `protobuf:"bytes,2,opt,name=target_id,json=targetId,proto3" json:"target_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndexRecord) Reset() {
+	*x = IndexRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndexRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndexRecord) ProtoMessage() {}
+
+func (x *IndexRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndexRecord.ProtoReflect.Descriptor instead.
+func (*IndexRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *IndexRecord) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *IndexRecord) GetTargetId() []byte {
+	if x != nil {
+		return x.TargetId
+	}
+	return nil
+}
+
+// TokenRecord is what a bearer token or session cookie grants. It is stored
+// under the SHA-256 of the token, never the token itself, sealed under the
+// tenant key.
+type TokenRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          TokenKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=chatpacket.actors.v1.TokenKind" json:"kind,omitempty"`
+	TenantId      []byte                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	SubjectId     []byte                 `protobuf:"bytes,3,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`                // agent or visitor
+	CsrfToken     string                 `protobuf:"bytes,4,opt,name=csrf_token,json=csrfToken,proto3" json:"csrf_token,omitempty"`                // sessions only
+	ExpiresUnixMs int64                  `protobuf:"varint,5,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"` // 0: does not expire
+	Name          string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`                                           // API tokens: the name given at creation
+	CreatedUnixMs int64                  `protobuf:"varint,7,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenRecord) Reset() {
+	*x = TokenRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRecord) ProtoMessage() {}
+
+func (x *TokenRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRecord.ProtoReflect.Descriptor instead.
+func (*TokenRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TokenRecord) GetKind() TokenKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TokenKind_TOKEN_KIND_UNSPECIFIED
+}
+
+func (x *TokenRecord) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *TokenRecord) GetSubjectId() []byte {
+	if x != nil {
+		return x.SubjectId
+	}
+	return nil
+}
+
+func (x *TokenRecord) GetCsrfToken() string {
+	if x != nil {
+		return x.CsrfToken
+	}
+	return ""
+}
+
+func (x *TokenRecord) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+func (x *TokenRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TokenRecord) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+// VisitorRecord is a widget visitor, sealed under the visitor's subject key.
+type VisitorRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	TenantId      []byte                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	CreatedUnixMs int64                  `protobuf:"varint,3,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VisitorRecord) Reset() {
+	*x = VisitorRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VisitorRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VisitorRecord) ProtoMessage() {}
+
+func (x *VisitorRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VisitorRecord.ProtoReflect.Descriptor instead.
+func (*VisitorRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *VisitorRecord) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *VisitorRecord) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *VisitorRecord) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+// ClaimIndex creates an index entry. Claiming a key already claimed for the
+// same target succeeds (a retry); for another target it fails: the value
+// is taken (an email already signed up).
+type ClaimIndex struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"` // a blind index token, 32 bytes
+	Scope         IndexScope             `protobuf:"varint,2,opt,name=scope,proto3,enum=chatpacket.actors.v1.IndexScope" json:"scope,omitempty"`
+	Record        *IndexRecord           `protobuf:"bytes,3,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimIndex) Reset() {
+	*x = ClaimIndex{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimIndex) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimIndex) ProtoMessage() {}
+
+func (x *ClaimIndex) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimIndex.ProtoReflect.Descriptor instead.
+func (*ClaimIndex) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ClaimIndex) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ClaimIndex) GetScope() IndexScope {
+	if x != nil {
+		return x.Scope
+	}
+	return IndexScope_INDEX_SCOPE_UNSPECIFIED
+}
+
+func (x *ClaimIndex) GetRecord() *IndexRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+type CreateTenant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        *TenantRecord          `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTenant) Reset() {
+	*x = CreateTenant{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTenant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTenant) ProtoMessage() {}
+
+func (x *CreateTenant) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTenant.ProtoReflect.Descriptor instead.
+func (*CreateTenant) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CreateTenant) GetTenant() *TenantRecord {
+	if x != nil {
+		return x.Tenant
+	}
+	return nil
+}
+
+type CreateAgent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agent         *AgentRecord           `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAgent) Reset() {
+	*x = CreateAgent{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAgent) ProtoMessage() {}
+
+func (x *CreateAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAgent.ProtoReflect.Descriptor instead.
+func (*CreateAgent) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CreateAgent) GetAgent() *AgentRecord {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+type PutToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"` // SHA-256 of the token
+	Token         *TokenRecord           `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutToken) Reset() {
+	*x = PutToken{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutToken) ProtoMessage() {}
+
+func (x *PutToken) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
+func (*PutToken) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PutToken) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *PutToken) GetToken() *TokenRecord {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+type DeleteToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteToken) Reset() {
+	*x = DeleteToken{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteToken) ProtoMessage() {}
+
+func (x *DeleteToken) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteToken.ProtoReflect.Descriptor instead.
+func (*DeleteToken) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DeleteToken) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+type CreateVisitor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Visitor       *VisitorRecord         `protobuf:"bytes,1,opt,name=visitor,proto3" json:"visitor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateVisitor) Reset() {
+	*x = CreateVisitor{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateVisitor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateVisitor) ProtoMessage() {}
+
+func (x *CreateVisitor) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateVisitor.ProtoReflect.Descriptor instead.
+func (*CreateVisitor) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CreateVisitor) GetVisitor() *VisitorRecord {
+	if x != nil {
+		return x.Visitor
+	}
+	return nil
+}
+
 // Result is what applying a command answers.
 type Result struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -828,7 +1750,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[9]
+	mi := &file_actors_actorspb_records_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +1762,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[9]
+	mi := &file_actors_actorspb_records_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1775,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{9}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Result) GetSeq() uint64 {
@@ -914,12 +1836,20 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"\"\n" +
 	"\x0eClientIDRecord\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x8c\x02\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xb9\x05\n" +
 	"\aCommand\x127\n" +
 	"\x04post\x18\x01 \x01(\v2!.chatpacket.actors.v1.PostMessageH\x00R\x04post\x12B\n" +
 	"\x06assign\x18\x02 \x01(\v2(.chatpacket.actors.v1.AssignConversationH\x00R\x06assign\x12?\n" +
 	"\x05close\x18\x03 \x01(\v2'.chatpacket.actors.v1.CloseConversationH\x00R\x05close\x12=\n" +
-	"\tmark_read\x18\x04 \x01(\v2\x1e.chatpacket.actors.v1.MarkReadH\x00R\bmarkReadB\x04\n" +
+	"\tmark_read\x18\x04 \x01(\v2\x1e.chatpacket.actors.v1.MarkReadH\x00R\bmarkRead\x12C\n" +
+	"\vclaim_index\x18\x05 \x01(\v2 .chatpacket.actors.v1.ClaimIndexH\x00R\n" +
+	"claimIndex\x12I\n" +
+	"\rcreate_tenant\x18\x06 \x01(\v2\".chatpacket.actors.v1.CreateTenantH\x00R\fcreateTenant\x12F\n" +
+	"\fcreate_agent\x18\a \x01(\v2!.chatpacket.actors.v1.CreateAgentH\x00R\vcreateAgent\x12=\n" +
+	"\tput_token\x18\b \x01(\v2\x1e.chatpacket.actors.v1.PutTokenH\x00R\bputToken\x12F\n" +
+	"\fdelete_token\x18\t \x01(\v2!.chatpacket.actors.v1.DeleteTokenH\x00R\vdeleteToken\x12L\n" +
+	"\x0ecreate_visitor\x18\n" +
+	" \x01(\v2#.chatpacket.actors.v1.CreateVisitorH\x00R\rcreateVisitorB\x04\n" +
 	"\x02op\"\xf2\x01\n" +
 	"\vPostMessage\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
@@ -943,7 +1873,55 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\fR\x0econversationId\x12\x1b\n" +
 	"\treader_id\x18\x03 \x01(\fR\breaderId\x12\x10\n" +
-	"\x03seq\x18\x04 \x01(\x04R\x03seq\"\xa0\x01\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\"\xa2\x01\n" +
+	"\fTenantRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"widget_key\x18\x03 \x01(\tR\twidgetKey\x12'\n" +
+	"\x0fallowed_origins\x18\x04 \x03(\tR\x0eallowedOrigins\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"\xe1\x01\n" +
+	"\vAgentRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1b\n" +
+	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
+	"\x05email\x18\x04 \x01(\tR\x05email\x12#\n" +
+	"\rpassword_hash\x18\x05 \x01(\tR\fpasswordHash\x12.\n" +
+	"\x04role\x18\x06 \x01(\x0e2\x1a.chatpacket.actors.v1.RoleR\x04role\x12&\n" +
+	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\"G\n" +
+	"\vIndexRecord\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1b\n" +
+	"\ttarget_id\x18\x02 \x01(\fR\btargetId\"\x81\x02\n" +
+	"\vTokenRecord\x123\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1f.chatpacket.actors.v1.TokenKindR\x04kind\x12\x1b\n" +
+	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x03 \x01(\fR\tsubjectId\x12\x1d\n" +
+	"\n" +
+	"csrf_token\x18\x04 \x01(\tR\tcsrfToken\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x05 \x01(\x03R\rexpiresUnixMs\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12&\n" +
+	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\"d\n" +
+	"\rVisitorRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1b\n" +
+	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\"\x91\x01\n" +
+	"\n" +
+	"ClaimIndex\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x126\n" +
+	"\x05scope\x18\x02 \x01(\x0e2 .chatpacket.actors.v1.IndexScopeR\x05scope\x129\n" +
+	"\x06record\x18\x03 \x01(\v2!.chatpacket.actors.v1.IndexRecordR\x06record\"J\n" +
+	"\fCreateTenant\x12:\n" +
+	"\x06tenant\x18\x01 \x01(\v2\".chatpacket.actors.v1.TenantRecordR\x06tenant\"F\n" +
+	"\vCreateAgent\x127\n" +
+	"\x05agent\x18\x01 \x01(\v2!.chatpacket.actors.v1.AgentRecordR\x05agent\"W\n" +
+	"\bPutToken\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\x127\n" +
+	"\x05token\x18\x02 \x01(\v2!.chatpacket.actors.v1.TokenRecordR\x05token\"!\n" +
+	"\vDeleteToken\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\"N\n" +
+	"\rCreateVisitor\x12=\n" +
+	"\avisitor\x18\x01 \x01(\v2#.chatpacket.actors.v1.VisitorRecordR\avisitor\"\xa0\x01\n" +
 	"\x06Result\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x18\n" +
@@ -958,7 +1936,25 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x12ConversationStatus\x12#\n" +
 	"\x1fCONVERSATION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONVERSATION_STATUS_OPEN\x10\x01\x12\x1e\n" +
-	"\x1aCONVERSATION_STATUS_CLOSED\x10\x02B2Z0github.com/chatpacket/chatpacket/actors/actorspbb\x06proto3"
+	"\x1aCONVERSATION_STATUS_CLOSED\x10\x02*L\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
+	"\n" +
+	"ROLE_OWNER\x10\x01\x12\x0e\n" +
+	"\n" +
+	"ROLE_ADMIN\x10\x02\x12\x0e\n" +
+	"\n" +
+	"ROLE_AGENT\x10\x03*Y\n" +
+	"\n" +
+	"IndexScope\x12\x1b\n" +
+	"\x17INDEX_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12INDEX_SCOPE_GLOBAL\x10\x01\x12\x16\n" +
+	"\x12INDEX_SCOPE_TENANT\x10\x02*k\n" +
+	"\tTokenKind\x12\x1a\n" +
+	"\x16TOKEN_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12TOKEN_KIND_SESSION\x10\x01\x12\x12\n" +
+	"\x0eTOKEN_KIND_API\x10\x02\x12\x16\n" +
+	"\x12TOKEN_KIND_VISITOR\x10\x03B2Z0github.com/chatpacket/chatpacket/actors/actorspbb\x06proto3"
 
 var (
 	file_actors_actorspb_records_proto_rawDescOnce sync.Once
@@ -972,39 +1968,67 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 	return file_actors_actorspb_records_proto_rawDescData
 }
 
-var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),            // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),    // 1: chatpacket.actors.v1.ConversationStatus
-	(*Author)(nil),             // 2: chatpacket.actors.v1.Author
-	(*ConversationRecord)(nil), // 3: chatpacket.actors.v1.ConversationRecord
-	(*MessageRecord)(nil),      // 4: chatpacket.actors.v1.MessageRecord
-	(*ClientIDRecord)(nil),     // 5: chatpacket.actors.v1.ClientIDRecord
-	(*Command)(nil),            // 6: chatpacket.actors.v1.Command
-	(*PostMessage)(nil),        // 7: chatpacket.actors.v1.PostMessage
-	(*AssignConversation)(nil), // 8: chatpacket.actors.v1.AssignConversation
-	(*CloseConversation)(nil),  // 9: chatpacket.actors.v1.CloseConversation
-	(*MarkRead)(nil),           // 10: chatpacket.actors.v1.MarkRead
-	(*Result)(nil),             // 11: chatpacket.actors.v1.Result
-	nil,                        // 12: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	(Role)(0),                  // 2: chatpacket.actors.v1.Role
+	(IndexScope)(0),            // 3: chatpacket.actors.v1.IndexScope
+	(TokenKind)(0),             // 4: chatpacket.actors.v1.TokenKind
+	(*Author)(nil),             // 5: chatpacket.actors.v1.Author
+	(*ConversationRecord)(nil), // 6: chatpacket.actors.v1.ConversationRecord
+	(*MessageRecord)(nil),      // 7: chatpacket.actors.v1.MessageRecord
+	(*ClientIDRecord)(nil),     // 8: chatpacket.actors.v1.ClientIDRecord
+	(*Command)(nil),            // 9: chatpacket.actors.v1.Command
+	(*PostMessage)(nil),        // 10: chatpacket.actors.v1.PostMessage
+	(*AssignConversation)(nil), // 11: chatpacket.actors.v1.AssignConversation
+	(*CloseConversation)(nil),  // 12: chatpacket.actors.v1.CloseConversation
+	(*MarkRead)(nil),           // 13: chatpacket.actors.v1.MarkRead
+	(*TenantRecord)(nil),       // 14: chatpacket.actors.v1.TenantRecord
+	(*AgentRecord)(nil),        // 15: chatpacket.actors.v1.AgentRecord
+	(*IndexRecord)(nil),        // 16: chatpacket.actors.v1.IndexRecord
+	(*TokenRecord)(nil),        // 17: chatpacket.actors.v1.TokenRecord
+	(*VisitorRecord)(nil),      // 18: chatpacket.actors.v1.VisitorRecord
+	(*ClaimIndex)(nil),         // 19: chatpacket.actors.v1.ClaimIndex
+	(*CreateTenant)(nil),       // 20: chatpacket.actors.v1.CreateTenant
+	(*CreateAgent)(nil),        // 21: chatpacket.actors.v1.CreateAgent
+	(*PutToken)(nil),           // 22: chatpacket.actors.v1.PutToken
+	(*DeleteToken)(nil),        // 23: chatpacket.actors.v1.DeleteToken
+	(*CreateVisitor)(nil),      // 24: chatpacket.actors.v1.CreateVisitor
+	(*Result)(nil),             // 25: chatpacket.actors.v1.Result
+	nil,                        // 26: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	12, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
-	2,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
-	7,  // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
-	8,  // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
-	9,  // 6: chatpacket.actors.v1.Command.close:type_name -> chatpacket.actors.v1.CloseConversation
-	10, // 7: chatpacket.actors.v1.Command.mark_read:type_name -> chatpacket.actors.v1.MarkRead
-	2,  // 8: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
-	3,  // 9: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	26, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	5,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
+	10, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
+	11, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
+	12, // 6: chatpacket.actors.v1.Command.close:type_name -> chatpacket.actors.v1.CloseConversation
+	13, // 7: chatpacket.actors.v1.Command.mark_read:type_name -> chatpacket.actors.v1.MarkRead
+	19, // 8: chatpacket.actors.v1.Command.claim_index:type_name -> chatpacket.actors.v1.ClaimIndex
+	20, // 9: chatpacket.actors.v1.Command.create_tenant:type_name -> chatpacket.actors.v1.CreateTenant
+	21, // 10: chatpacket.actors.v1.Command.create_agent:type_name -> chatpacket.actors.v1.CreateAgent
+	22, // 11: chatpacket.actors.v1.Command.put_token:type_name -> chatpacket.actors.v1.PutToken
+	23, // 12: chatpacket.actors.v1.Command.delete_token:type_name -> chatpacket.actors.v1.DeleteToken
+	24, // 13: chatpacket.actors.v1.Command.create_visitor:type_name -> chatpacket.actors.v1.CreateVisitor
+	5,  // 14: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	2,  // 15: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
+	4,  // 16: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
+	3,  // 17: chatpacket.actors.v1.ClaimIndex.scope:type_name -> chatpacket.actors.v1.IndexScope
+	16, // 18: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	14, // 19: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	15, // 20: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	17, // 21: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	18, // 22: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	6,  // 23: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -1017,14 +2041,20 @@ func file_actors_actorspb_records_proto_init() {
 		(*Command_Assign)(nil),
 		(*Command_Close)(nil),
 		(*Command_MarkRead)(nil),
+		(*Command_ClaimIndex)(nil),
+		(*Command_CreateTenant)(nil),
+		(*Command_CreateAgent)(nil),
+		(*Command_PutToken)(nil),
+		(*Command_DeleteToken)(nil),
+		(*Command_CreateVisitor)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   11,
+			NumEnums:      5,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,5 +1,6 @@
 // Package shard is the state machine of the grains' shards: every change of
-// a conversation's state is a Command applied here, in order, per shard.
+// state (a conversation's messages, a tenant's settings and team, tokens,
+// visitors, blind indexes) is a Command applied here, in order, per shard.
 // Grains never write the store themselves; they propose commands.
 //
 // On one node the Machine applies commands straight to the store. Step 3
@@ -38,6 +39,11 @@ const (
 	TableConversation = storage.TableFirstUser + iota // ConversationRecord by conversation id
 	TableMessage                                      // MessageRecord by conversation id, seq
 	TableClientID                                     // ClientIDRecord by conversation id, blind(client_id)
+	TableIndex                                        // IndexRecord by blind index token
+	TableTenant                                       // TenantRecord by tenant id
+	TableAgent                                        // AgentRecord by tenant id, agent id
+	TableToken                                        // TokenRecord by SHA-256 of the token
+	TableVisitor                                      // VisitorRecord by visitor id
 )
 
 // Limits on what a command may carry.
@@ -54,6 +60,9 @@ var (
 	ErrInvalid = errors.New("shard: invalid command")
 	// ErrStopped answers calls after Close.
 	ErrStopped = errors.New("shard: machine stopped")
+	// ErrExists answers a command that would create what exists already
+	// (an email claimed by another account, a tenant id taken).
+	ErrExists = errors.New("shard: exists")
 )
 
 // maxBatch bounds how many commands one commit carries, so that one
@@ -103,11 +112,6 @@ func (m *Machine) Close() {
 	m.wg.Wait()
 }
 
-// ShardOf is the shard that owns a conversation.
-func (m *Machine) ShardOf(conversation storage.ID) uint16 {
-	return storage.ShardOf(conversation[:], m.db.Shards())
-}
-
 type request struct {
 	ctx  context.Context
 	cmd  *actorspb.Command
@@ -123,12 +127,12 @@ type reply struct {
 // change is durable. The result's Conversation is shared with the
 // machine's cache: read it, never modify it.
 func (m *Machine) Apply(ctx context.Context, cmd *actorspb.Command) (*actorspb.Result, error) {
-	conv, err := conversationOf(cmd)
+	route, err := routeOf(cmd)
 	if err != nil {
 		return nil, err
 	}
 	req := &request{ctx: ctx, cmd: cmd, done: make(chan reply, 1)}
-	if err := m.enqueue(ctx, m.appliers[m.ShardOf(conv)], req); err != nil {
+	if err := m.enqueue(ctx, m.appliers[storage.ShardOf(route, m.db.Shards())], req); err != nil {
 		return nil, err
 	}
 	// Once queued, the command may be applied whatever the caller does: wait
@@ -152,9 +156,11 @@ func (m *Machine) enqueue(ctx context.Context, a *applier, req *request) error {
 	}
 }
 
-// conversationOf returns the conversation a command is about.
-func conversationOf(cmd *actorspb.Command) (storage.ID, error) {
+// routeOf returns the id whose shard applies a command: the conversation,
+// tenant, visitor, index token or token hash it is about.
+func routeOf(cmd *actorspb.Command) ([]byte, error) {
 	var raw []byte
+	field := "conversation_id"
 	switch op := cmd.GetOp().(type) {
 	case *actorspb.Command_Post:
 		raw = op.Post.ConversationId
@@ -164,10 +170,31 @@ func conversationOf(cmd *actorspb.Command) (storage.ID, error) {
 		raw = op.Close.ConversationId
 	case *actorspb.Command_MarkRead:
 		raw = op.MarkRead.ConversationId
+	case *actorspb.Command_ClaimIndex:
+		return keyFrom(op.ClaimIndex.Key, "key")
+	case *actorspb.Command_CreateTenant:
+		raw, field = op.CreateTenant.GetTenant().GetId(), "tenant.id"
+	case *actorspb.Command_CreateAgent:
+		raw, field = op.CreateAgent.GetAgent().GetTenantId(), "agent.tenant_id"
+	case *actorspb.Command_PutToken:
+		return keyFrom(op.PutToken.Hash, "hash")
+	case *actorspb.Command_DeleteToken:
+		return keyFrom(op.DeleteToken.Hash, "hash")
+	case *actorspb.Command_CreateVisitor:
+		raw, field = op.CreateVisitor.GetVisitor().GetId(), "visitor.id"
 	default:
-		return storage.ID{}, fmt.Errorf("%w: no operation", ErrInvalid)
+		return nil, fmt.Errorf("%w: no operation", ErrInvalid)
 	}
-	return idFrom(raw, "conversation_id")
+	id, err := idFrom(raw, field)
+	return id[:], err
+}
+
+// keyFrom checks a 32-byte blind index token or token hash.
+func keyFrom(raw []byte, field string) ([]byte, error) {
+	if len(raw) != 32 {
+		return nil, fmt.Errorf("%w: %s has %d bytes; want 32", ErrInvalid, field, len(raw))
+	}
+	return raw, nil
 }
 
 func idFrom(raw []byte, field string) (storage.ID, error) {

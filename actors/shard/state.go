@@ -17,13 +17,15 @@ import (
 // plus what the batch's earlier commands changed.
 type state struct {
 	db        *storage.DB
+	staged    map[string]proto.Message                    // records earlier commands of the batch wrote; nil: deleted
 	committed map[storage.ID]*actorspb.ConversationRecord // the applier's cache; read only here
 	convs     map[storage.ID]*actorspb.ConversationRecord // changed by this batch
 	clientIDs map[string]uint64                           // conversation id + blind client id → seq
 }
 
 func newState(db *storage.DB, committed map[storage.ID]*actorspb.ConversationRecord) *state {
-	return &state{db: db, committed: committed, convs: map[storage.ID]*actorspb.ConversationRecord{}, clientIDs: map[string]uint64{}}
+	return &state{db: db, committed: committed, staged: map[string]proto.Message{},
+		convs: map[storage.ID]*actorspb.ConversationRecord{}, clientIDs: map[string]uint64{}}
 }
 
 // change is what one command does, staged until it has fully succeeded.
@@ -32,6 +34,12 @@ type change struct {
 	conv     *actorspb.ConversationRecord // the conversation after the command
 	clientID string                       // key in state.clientIDs, for a post
 	seq      uint64
+	records  []stagedRecord // account records, for later commands of the batch
+}
+
+type stagedRecord struct {
+	key []byte
+	msg proto.Message // nil: deleted
 }
 
 // apply stages cmd's writes and, when it succeeds whole, adds them to group
@@ -50,6 +58,18 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 		res, err = s.close(ctx, ch, op.Close)
 	case *actorspb.Command_MarkRead:
 		res, err = s.markRead(ctx, ch, op.MarkRead)
+	case *actorspb.Command_ClaimIndex:
+		res, err = s.claimIndex(ctx, ch, op.ClaimIndex)
+	case *actorspb.Command_CreateTenant:
+		res, err = s.createTenant(ctx, ch, op.CreateTenant.GetTenant())
+	case *actorspb.Command_CreateAgent:
+		res, err = s.createAgent(ctx, ch, op.CreateAgent.GetAgent())
+	case *actorspb.Command_PutToken:
+		res, err = s.putToken(ctx, ch, op.PutToken)
+	case *actorspb.Command_DeleteToken:
+		res, err = s.deleteToken(ch, op.DeleteToken)
+	case *actorspb.Command_CreateVisitor:
+		res, err = s.createVisitor(ctx, ch, op.CreateVisitor.GetVisitor())
 	default:
 		err = fmt.Errorf("%w: no operation", ErrInvalid)
 	}
@@ -72,6 +92,9 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 	}
 	if ch.clientID != "" {
 		s.clientIDs[ch.clientID] = ch.seq
+	}
+	for _, r := range ch.records {
+		s.staged[string(r.key)] = r.msg
 	}
 	return res, nil
 }

@@ -1,0 +1,276 @@
+package shard
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/chatpacket/chatpacket/actors/actorspb"
+	"github.com/chatpacket/chatpacket/storage"
+	"google.golang.org/protobuf/proto"
+)
+
+// Tenants, agents, tokens, visitors and blind indexes: the records that
+// accounts and widget sessions are made of. Creations are checked against
+// the store and against what earlier commands of the same batch staged.
+
+func indexKey(db *storage.DB, key []byte) []byte {
+	return storage.Key(storage.ShardOf(key, db.Shards()), TableIndex, key)
+}
+
+func tenantKey(db *storage.DB, tenant storage.ID) []byte {
+	return storage.Key(shardOf(db, tenant), TableTenant, tenant[:])
+}
+
+func agentKey(db *storage.DB, tenant, agent storage.ID) []byte {
+	return storage.Key(shardOf(db, tenant), TableAgent, tenant[:], agent[:])
+}
+
+func tokenKey(db *storage.DB, hash []byte) []byte {
+	return storage.Key(storage.ShardOf(hash, db.Shards()), TableToken, hash)
+}
+
+func visitorKey(db *storage.DB, visitor storage.ID) []byte {
+	return storage.Key(shardOf(db, visitor), TableVisitor, visitor[:])
+}
+
+func indexRef(scope actorspb.IndexScope, tenant storage.ID) (storage.KeyRef, error) {
+	switch scope {
+	case actorspb.IndexScope_INDEX_SCOPE_GLOBAL:
+		return storage.GlobalIndexKey, nil
+	case actorspb.IndexScope_INDEX_SCOPE_TENANT:
+		return storage.TenantKey(tenant), nil
+	}
+	return storage.KeyRef{}, fmt.Errorf("%w: index scope %v", ErrInvalid, scope)
+}
+
+// staged reports whether an earlier command of this batch wrote key, and
+// what (nil for a deletion).
+func (s *state) stagedRecord(key []byte) (proto.Message, bool) {
+	m, ok := s.staged[string(key)]
+	return m, ok
+}
+
+func (s *state) stage(ch *change, key []byte, m proto.Message) {
+	ch.records = append(ch.records, stagedRecord{key: key, msg: m})
+}
+
+// exists reports whether key holds a record, staged or stored. A record
+// sealed under an erased key counts as existing: its id stays taken.
+func (s *state) exists(ctx context.Context, key []byte, into proto.Message) (bool, error) {
+	if m, ok := s.stagedRecord(key); ok {
+		if m != nil && into != nil {
+			proto.Merge(into, m)
+		}
+		return m != nil, nil
+	}
+	if into == nil {
+		into = &actorspb.IndexRecord{} // any message: only existence matters
+	}
+	switch err := s.db.Get(ctx, key, into); {
+	case err == nil, errors.Is(err, storage.ErrErased):
+		return true, nil
+	case errors.Is(err, storage.ErrNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+func (s *state) claimIndex(ctx context.Context, ch *change, c *actorspb.ClaimIndex) (*actorspb.Result, error) {
+	tenant, err := idFrom(c.GetRecord().GetTenantId(), "record.tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := idFrom(c.GetRecord().GetTargetId(), "record.target_id"); err != nil {
+		return nil, err
+	}
+	ref, err := indexRef(c.Scope, tenant)
+	if err != nil {
+		return nil, err
+	}
+	key := indexKey(s.db, c.Key)
+	var have actorspb.IndexRecord
+	switch found, err := s.exists(ctx, key, &have); {
+	case err != nil:
+		return nil, err
+	case found && proto.Equal(&have, c.Record):
+		return &actorspb.Result{}, nil // a retry
+	case found:
+		return nil, fmt.Errorf("%w: index entry taken", ErrExists)
+	}
+	if err := ch.staged.Put(ctx, key, ref, c.Record); err != nil {
+		return nil, err
+	}
+	s.stage(ch, key, c.Record)
+	return &actorspb.Result{Created: true}, nil
+}
+
+func (s *state) createTenant(ctx context.Context, ch *change, t *actorspb.TenantRecord) (*actorspb.Result, error) {
+	tenant, err := idFrom(t.GetId(), "tenant.id")
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(t.Name) == "" || len(t.Name) > 200 {
+		return nil, fmt.Errorf("%w: tenant name must have 1 to 200 bytes", ErrInvalid)
+	}
+	if len(t.WidgetKey) < 16 {
+		return nil, fmt.Errorf("%w: widget key too short", ErrInvalid)
+	}
+	key := tenantKey(s.db, tenant)
+	if found, err := s.exists(ctx, key, nil); err != nil {
+		return nil, err
+	} else if found {
+		return nil, fmt.Errorf("%w: tenant", ErrExists)
+	}
+	if err := ch.staged.Put(ctx, key, storage.TenantKey(tenant), t); err != nil {
+		return nil, err
+	}
+	s.stage(ch, key, t)
+	return &actorspb.Result{Created: true}, nil
+}
+
+func (s *state) createAgent(ctx context.Context, ch *change, a *actorspb.AgentRecord) (*actorspb.Result, error) {
+	tenant, err := idFrom(a.GetTenantId(), "agent.tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	agent, err := idFrom(a.GetId(), "agent.id")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case strings.TrimSpace(a.Name) == "" || len(a.Name) > 200:
+		return nil, fmt.Errorf("%w: agent name must have 1 to 200 bytes", ErrInvalid)
+	case !strings.Contains(a.Email, "@") || len(a.Email) > 254:
+		return nil, fmt.Errorf("%w: agent email", ErrInvalid)
+	case !strings.HasPrefix(a.PasswordHash, "$argon2id$"):
+		return nil, fmt.Errorf("%w: password hash must be argon2id", ErrInvalid)
+	case a.Role == actorspb.Role_ROLE_UNSPECIFIED:
+		return nil, fmt.Errorf("%w: agent role", ErrInvalid)
+	}
+	if found, err := s.exists(ctx, tenantKey(s.db, tenant), nil); err != nil {
+		return nil, err
+	} else if !found {
+		return nil, ErrNotFound
+	}
+	key := agentKey(s.db, tenant, agent)
+	if found, err := s.exists(ctx, key, nil); err != nil {
+		return nil, err
+	} else if found {
+		return nil, fmt.Errorf("%w: agent", ErrExists)
+	}
+	if err := ch.staged.Put(ctx, key, storage.SubjectKey(tenant, agent), a); err != nil {
+		return nil, err
+	}
+	s.stage(ch, key, a)
+	return &actorspb.Result{Created: true}, nil
+}
+
+func (s *state) putToken(ctx context.Context, ch *change, p *actorspb.PutToken) (*actorspb.Result, error) {
+	tenant, err := idFrom(p.GetToken().GetTenantId(), "token.tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := idFrom(p.GetToken().GetSubjectId(), "token.subject_id"); err != nil {
+		return nil, err
+	}
+	if p.Token.Kind == actorspb.TokenKind_TOKEN_KIND_UNSPECIFIED {
+		return nil, fmt.Errorf("%w: token kind", ErrInvalid)
+	}
+	key := tokenKey(s.db, p.Hash)
+	if err := ch.staged.Put(ctx, key, storage.TenantKey(tenant), p.Token); err != nil {
+		return nil, err
+	}
+	s.stage(ch, key, p.Token)
+	return &actorspb.Result{}, nil
+}
+
+func (s *state) deleteToken(ch *change, d *actorspb.DeleteToken) (*actorspb.Result, error) {
+	key := tokenKey(s.db, d.Hash)
+	if err := ch.staged.Delete(key); err != nil {
+		return nil, err
+	}
+	s.stage(ch, key, nil)
+	return &actorspb.Result{}, nil
+}
+
+func (s *state) createVisitor(ctx context.Context, ch *change, v *actorspb.VisitorRecord) (*actorspb.Result, error) {
+	visitor, err := idFrom(v.GetId(), "visitor.id")
+	if err != nil {
+		return nil, err
+	}
+	tenant, err := idFrom(v.GetTenantId(), "visitor.tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	key := visitorKey(s.db, visitor)
+	var have actorspb.VisitorRecord
+	switch found, err := s.exists(ctx, key, &have); {
+	case err != nil:
+		return nil, err
+	case found && bytes.Equal(have.TenantId, tenant[:]):
+		return &actorspb.Result{}, nil // a retry
+	case found:
+		return nil, fmt.Errorf("%w: visitor", ErrExists)
+	}
+	if err := ch.staged.Put(ctx, key, storage.SubjectKey(tenant, visitor), v); err != nil {
+		return nil, err
+	}
+	s.stage(ch, key, v)
+	return &actorspb.Result{Created: true}, nil
+}
+
+// Reads of the account records. Each answers ErrNotFound when there is
+// nothing, and passes storage.ErrErased through.
+
+// Index returns the entry of a blind index token.
+func (m *Machine) Index(ctx context.Context, key []byte) (*actorspb.IndexRecord, error) {
+	var rec actorspb.IndexRecord
+	return &rec, m.read(ctx, indexKey(m.db, key), &rec)
+}
+
+// Tenant returns a tenant's record.
+func (m *Machine) Tenant(ctx context.Context, tenant storage.ID) (*actorspb.TenantRecord, error) {
+	var rec actorspb.TenantRecord
+	return &rec, m.read(ctx, tenantKey(m.db, tenant), &rec)
+}
+
+// Agent returns an agent of tenant.
+func (m *Machine) Agent(ctx context.Context, tenant, agent storage.ID) (*actorspb.AgentRecord, error) {
+	var rec actorspb.AgentRecord
+	return &rec, m.read(ctx, agentKey(m.db, tenant, agent), &rec)
+}
+
+// Token returns the record of a token's SHA-256.
+func (m *Machine) Token(ctx context.Context, hash []byte) (*actorspb.TokenRecord, error) {
+	var rec actorspb.TokenRecord
+	return &rec, m.read(ctx, tokenKey(m.db, hash), &rec)
+}
+
+// Visitor returns a visitor of tenant.
+func (m *Machine) Visitor(ctx context.Context, tenant, visitor storage.ID) (*actorspb.VisitorRecord, error) {
+	var rec actorspb.VisitorRecord
+	if err := m.read(ctx, visitorKey(m.db, visitor), &rec); err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(rec.TenantId, tenant[:]) {
+		return nil, ErrNotFound
+	}
+	return &rec, nil
+}
+
+// Blind is the blind index token of value for purpose under ref.
+func (m *Machine) Blind(ctx context.Context, ref storage.KeyRef, purpose string, value []byte) ([]byte, error) {
+	return m.db.Blind(ctx, ref, purpose, value)
+}
+
+func (m *Machine) read(ctx context.Context, key []byte, into proto.Message) error {
+	err := m.db.Get(ctx, key, into)
+	if errors.Is(err, storage.ErrNotFound) {
+		return ErrNotFound
+	}
+	return err
+}
