@@ -45,11 +45,13 @@ fmt-check:
 
 ## generate-check: regenerating the protobuf code must change nothing
 generate-check: tools
-	go generate ./...
-	@if [ -n "$$(git status --porcelain -- '*.pb.go')" ]; then \
+	@before=$$(find . -name '*.pb.go' -not -path './node_modules/*' | sort | xargs sha256sum); \
+	go generate ./... || exit 1; \
+	after=$$(find . -name '*.pb.go' -not -path './node_modules/*' | sort | xargs sha256sum); \
+	if [ "$$before" != "$$after" ]; then \
 		echo "generated code is out of date; run 'go generate ./...' and commit:"; \
-		git status --porcelain -- '*.pb.go'; git diff --stat -- '*.pb.go'; exit 1; \
-	fi
+		diff <(echo "$$before") <(echo "$$after"); exit 1; \
+	fi; echo "generated code is up to date"
 
 ## unit: the test suite (add SHORT=1 to skip the slow process and cluster tests)
 # Packages that start several protoactor nodes in one process run without the
