@@ -1450,10 +1450,13 @@ func (x *VisitorRecord) GetCreatedUnixMs() int64 {
 // same target succeeds (a retry); for another target it fails: the value
 // is taken (an email already signed up).
 type ClaimIndex struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"` // a blind index token, 32 bytes
-	Scope         IndexScope             `protobuf:"varint,2,opt,name=scope,proto3,enum=chatpacket.actors.v1.IndexScope" json:"scope,omitempty"`
-	Record        *IndexRecord           `protobuf:"bytes,3,opt,name=record,proto3" json:"record,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Key    []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"` // a blind index token, 32 bytes
+	Scope  IndexScope             `protobuf:"varint,2,opt,name=scope,proto3,enum=chatpacket.actors.v1.IndexScope" json:"scope,omitempty"`
+	Record *IndexRecord           `protobuf:"bytes,3,opt,name=record,proto3" json:"record,omitempty"`
+	// replace, when set, lets the claim take an entry that holds exactly this
+	// record: one left behind by a signup that failed half way.
+	Replace       *IndexRecord `protobuf:"bytes,4,opt,name=replace,proto3" json:"replace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1505,6 +1508,13 @@ func (x *ClaimIndex) GetScope() IndexScope {
 func (x *ClaimIndex) GetRecord() *IndexRecord {
 	if x != nil {
 		return x.Record
+	}
+	return nil
+}
+
+func (x *ClaimIndex) GetReplace() *IndexRecord {
+	if x != nil {
+		return x.Replace
 	}
 	return nil
 }
@@ -1905,12 +1915,13 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\rVisitorRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\"\x91\x01\n" +
+	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\"\xce\x01\n" +
 	"\n" +
 	"ClaimIndex\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x126\n" +
 	"\x05scope\x18\x02 \x01(\x0e2 .chatpacket.actors.v1.IndexScopeR\x05scope\x129\n" +
-	"\x06record\x18\x03 \x01(\v2!.chatpacket.actors.v1.IndexRecordR\x06record\"J\n" +
+	"\x06record\x18\x03 \x01(\v2!.chatpacket.actors.v1.IndexRecordR\x06record\x12;\n" +
+	"\areplace\x18\x04 \x01(\v2!.chatpacket.actors.v1.IndexRecordR\areplace\"J\n" +
 	"\fCreateTenant\x12:\n" +
 	"\x06tenant\x18\x01 \x01(\v2\".chatpacket.actors.v1.TenantRecordR\x06tenant\"F\n" +
 	"\vCreateAgent\x127\n" +
@@ -2019,16 +2030,17 @@ var file_actors_actorspb_records_proto_depIdxs = []int32{
 	4,  // 16: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
 	3,  // 17: chatpacket.actors.v1.ClaimIndex.scope:type_name -> chatpacket.actors.v1.IndexScope
 	16, // 18: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	14, // 19: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	15, // 20: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	17, // 21: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	18, // 22: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	6,  // 23: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	16, // 19: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	14, // 20: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	15, // 21: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	17, // 22: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	18, // 23: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	6,  // 24: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }

@@ -1034,6 +1034,169 @@ func (x *ReadEvent) GetSeq() uint64 {
 	return 0
 }
 
+// Signup creates a tenant (the grain's identity) with its owner. The
+// caller has hashed the password and blinded the email, so neither the
+// password nor the email is needed here in clear for lookups.
+type SignupRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Organization   string                 `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
+	OwnerName      string                 `protobuf:"bytes,2,opt,name=owner_name,json=ownerName,proto3" json:"owner_name,omitempty"`
+	OwnerEmail     string                 `protobuf:"bytes,3,opt,name=owner_email,json=ownerEmail,proto3" json:"owner_email,omitempty"`
+	EmailBlind     []byte                 `protobuf:"bytes,4,opt,name=email_blind,json=emailBlind,proto3" json:"email_blind,omitempty"`               // blind(GlobalIndexKey, "email", lowercased email)
+	PasswordHash   string                 `protobuf:"bytes,5,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`         // argon2id, PHC format
+	OwnerId        []byte                 `protobuf:"bytes,6,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`                        // chosen by the caller: retries stay idempotent
+	WidgetKey      string                 `protobuf:"bytes,7,opt,name=widget_key,json=widgetKey,proto3" json:"widget_key,omitempty"`                  // chosen by the caller, random
+	WidgetKeyBlind []byte                 `protobuf:"bytes,8,opt,name=widget_key_blind,json=widgetKeyBlind,proto3" json:"widget_key_blind,omitempty"` // blind(GlobalIndexKey, "widget_key", widget_key)
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SignupRequest) Reset() {
+	*x = SignupRequest{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignupRequest) ProtoMessage() {}
+
+func (x *SignupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignupRequest.ProtoReflect.Descriptor instead.
+func (*SignupRequest) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SignupRequest) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
+func (x *SignupRequest) GetOwnerName() string {
+	if x != nil {
+		return x.OwnerName
+	}
+	return ""
+}
+
+func (x *SignupRequest) GetOwnerEmail() string {
+	if x != nil {
+		return x.OwnerEmail
+	}
+	return ""
+}
+
+func (x *SignupRequest) GetEmailBlind() []byte {
+	if x != nil {
+		return x.EmailBlind
+	}
+	return nil
+}
+
+func (x *SignupRequest) GetPasswordHash() string {
+	if x != nil {
+		return x.PasswordHash
+	}
+	return ""
+}
+
+func (x *SignupRequest) GetOwnerId() []byte {
+	if x != nil {
+		return x.OwnerId
+	}
+	return nil
+}
+
+func (x *SignupRequest) GetWidgetKey() string {
+	if x != nil {
+		return x.WidgetKey
+	}
+	return ""
+}
+
+func (x *SignupRequest) GetWidgetKeyBlind() []byte {
+	if x != nil {
+		return x.WidgetKeyBlind
+	}
+	return nil
+}
+
+type SignupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	OwnerId       []byte                 `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	WidgetKey     string                 `protobuf:"bytes,3,opt,name=widget_key,json=widgetKey,proto3" json:"widget_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignupResponse) Reset() {
+	*x = SignupResponse{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignupResponse) ProtoMessage() {}
+
+func (x *SignupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignupResponse.ProtoReflect.Descriptor instead.
+func (*SignupResponse) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SignupResponse) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *SignupResponse) GetOwnerId() []byte {
+	if x != nil {
+		return x.OwnerId
+	}
+	return nil
+}
+
+func (x *SignupResponse) GetWidgetKey() string {
+	if x != nil {
+		return x.WidgetKey
+	}
+	return ""
+}
+
 var File_actors_grainpb_grains_proto protoreflect.FileDescriptor
 
 const file_actors_grainpb_grains_proto_rawDesc = "" +
@@ -1101,7 +1264,25 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\x05event\":\n" +
 	"\tReadEvent\x12\x1b\n" +
 	"\treader_id\x18\x01 \x01(\fR\breaderId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq2\xb3\x05\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x9d\x02\n" +
+	"\rSignupRequest\x12\"\n" +
+	"\forganization\x18\x01 \x01(\tR\forganization\x12\x1d\n" +
+	"\n" +
+	"owner_name\x18\x02 \x01(\tR\townerName\x12\x1f\n" +
+	"\vowner_email\x18\x03 \x01(\tR\n" +
+	"ownerEmail\x12\x1f\n" +
+	"\vemail_blind\x18\x04 \x01(\fR\n" +
+	"emailBlind\x12#\n" +
+	"\rpassword_hash\x18\x05 \x01(\tR\fpasswordHash\x12\x19\n" +
+	"\bowner_id\x18\x06 \x01(\fR\aownerId\x12\x1d\n" +
+	"\n" +
+	"widget_key\x18\a \x01(\tR\twidgetKey\x12(\n" +
+	"\x10widget_key_blind\x18\b \x01(\fR\x0ewidgetKeyBlind\"g\n" +
+	"\x0eSignupResponse\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
+	"\bowner_id\x18\x02 \x01(\fR\aownerId\x12\x1d\n" +
+	"\n" +
+	"widget_key\x18\x03 \x01(\tR\twidgetKey2\xb3\x05\n" +
 	"\fConversation\x12M\n" +
 	"\x04Post\x12!.chatpacket.grains.v1.PostRequest\x1a\".chatpacket.grains.v1.PostResponse\x12M\n" +
 	"\x04Read\x12!.chatpacket.grains.v1.ReadRequest\x1a\".chatpacket.grains.v1.ReadResponse\x12\\\n" +
@@ -1110,7 +1291,9 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\x06Typing\x12#.chatpacket.grains.v1.TypingRequest\x1a\x1b.chatpacket.grains.v1.Empty\x12Y\n" +
 	"\bMarkRead\x12%.chatpacket.grains.v1.MarkReadRequest\x1a&.chatpacket.grains.v1.MarkReadResponse\x12U\n" +
 	"\x06Assign\x12#.chatpacket.grains.v1.AssignRequest\x1a&.chatpacket.grains.v1.ConversationInfo\x12S\n" +
-	"\x05Close\x12\".chatpacket.grains.v1.CloseRequest\x1a&.chatpacket.grains.v1.ConversationInfoB1Z/github.com/chatpacket/chatpacket/actors/grainpbb\x06proto3"
+	"\x05Close\x12\".chatpacket.grains.v1.CloseRequest\x1a&.chatpacket.grains.v1.ConversationInfo2]\n" +
+	"\x06Tenant\x12S\n" +
+	"\x06Signup\x12#.chatpacket.grains.v1.SignupRequest\x1a$.chatpacket.grains.v1.SignupResponseB1Z/github.com/chatpacket/chatpacket/actors/grainpbb\x06proto3"
 
 var (
 	file_actors_grainpb_grains_proto_rawDescOnce sync.Once
@@ -1124,7 +1307,7 @@ func file_actors_grainpb_grains_proto_rawDescGZIP() []byte {
 	return file_actors_grainpb_grains_proto_rawDescData
 }
 
-var file_actors_grainpb_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_actors_grainpb_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_actors_grainpb_grains_proto_goTypes = []any{
 	(*Empty)(nil),                       // 0: chatpacket.grains.v1.Empty
 	(*PostRequest)(nil),                 // 1: chatpacket.grains.v1.PostRequest
@@ -1143,17 +1326,19 @@ var file_actors_grainpb_grains_proto_goTypes = []any{
 	(*ConversationInfo)(nil),            // 14: chatpacket.grains.v1.ConversationInfo
 	(*ConversationEvent)(nil),           // 15: chatpacket.grains.v1.ConversationEvent
 	(*ReadEvent)(nil),                   // 16: chatpacket.grains.v1.ReadEvent
-	(*actorspb.Author)(nil),             // 17: chatpacket.actors.v1.Author
-	(*actorspb.ConversationRecord)(nil), // 18: chatpacket.actors.v1.ConversationRecord
+	(*SignupRequest)(nil),               // 17: chatpacket.grains.v1.SignupRequest
+	(*SignupResponse)(nil),              // 18: chatpacket.grains.v1.SignupResponse
+	(*actorspb.Author)(nil),             // 19: chatpacket.actors.v1.Author
+	(*actorspb.ConversationRecord)(nil), // 20: chatpacket.actors.v1.ConversationRecord
 }
 var file_actors_grainpb_grains_proto_depIdxs = []int32{
-	17, // 0: chatpacket.grains.v1.PostRequest.author:type_name -> chatpacket.actors.v1.Author
-	17, // 1: chatpacket.grains.v1.Message.author:type_name -> chatpacket.actors.v1.Author
+	19, // 0: chatpacket.grains.v1.PostRequest.author:type_name -> chatpacket.actors.v1.Author
+	19, // 1: chatpacket.grains.v1.Message.author:type_name -> chatpacket.actors.v1.Author
 	4,  // 2: chatpacket.grains.v1.ReadResponse.messages:type_name -> chatpacket.grains.v1.Message
-	17, // 3: chatpacket.grains.v1.TypingRequest.author:type_name -> chatpacket.actors.v1.Author
-	18, // 4: chatpacket.grains.v1.ConversationInfo.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	19, // 3: chatpacket.grains.v1.TypingRequest.author:type_name -> chatpacket.actors.v1.Author
+	20, // 4: chatpacket.grains.v1.ConversationInfo.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
 	4,  // 5: chatpacket.grains.v1.ConversationEvent.message:type_name -> chatpacket.grains.v1.Message
-	17, // 6: chatpacket.grains.v1.ConversationEvent.typing:type_name -> chatpacket.actors.v1.Author
+	19, // 6: chatpacket.grains.v1.ConversationEvent.typing:type_name -> chatpacket.actors.v1.Author
 	16, // 7: chatpacket.grains.v1.ConversationEvent.read:type_name -> chatpacket.grains.v1.ReadEvent
 	14, // 8: chatpacket.grains.v1.ConversationEvent.changed:type_name -> chatpacket.grains.v1.ConversationInfo
 	1,  // 9: chatpacket.grains.v1.Conversation.Post:input_type -> chatpacket.grains.v1.PostRequest
@@ -1164,16 +1349,18 @@ var file_actors_grainpb_grains_proto_depIdxs = []int32{
 	10, // 14: chatpacket.grains.v1.Conversation.MarkRead:input_type -> chatpacket.grains.v1.MarkReadRequest
 	12, // 15: chatpacket.grains.v1.Conversation.Assign:input_type -> chatpacket.grains.v1.AssignRequest
 	13, // 16: chatpacket.grains.v1.Conversation.Close:input_type -> chatpacket.grains.v1.CloseRequest
-	2,  // 17: chatpacket.grains.v1.Conversation.Post:output_type -> chatpacket.grains.v1.PostResponse
-	5,  // 18: chatpacket.grains.v1.Conversation.Read:output_type -> chatpacket.grains.v1.ReadResponse
-	7,  // 19: chatpacket.grains.v1.Conversation.Subscribe:output_type -> chatpacket.grains.v1.SubscribeResponse
-	0,  // 20: chatpacket.grains.v1.Conversation.Unsubscribe:output_type -> chatpacket.grains.v1.Empty
-	0,  // 21: chatpacket.grains.v1.Conversation.Typing:output_type -> chatpacket.grains.v1.Empty
-	11, // 22: chatpacket.grains.v1.Conversation.MarkRead:output_type -> chatpacket.grains.v1.MarkReadResponse
-	14, // 23: chatpacket.grains.v1.Conversation.Assign:output_type -> chatpacket.grains.v1.ConversationInfo
-	14, // 24: chatpacket.grains.v1.Conversation.Close:output_type -> chatpacket.grains.v1.ConversationInfo
-	17, // [17:25] is the sub-list for method output_type
-	9,  // [9:17] is the sub-list for method input_type
+	17, // 17: chatpacket.grains.v1.Tenant.Signup:input_type -> chatpacket.grains.v1.SignupRequest
+	2,  // 18: chatpacket.grains.v1.Conversation.Post:output_type -> chatpacket.grains.v1.PostResponse
+	5,  // 19: chatpacket.grains.v1.Conversation.Read:output_type -> chatpacket.grains.v1.ReadResponse
+	7,  // 20: chatpacket.grains.v1.Conversation.Subscribe:output_type -> chatpacket.grains.v1.SubscribeResponse
+	0,  // 21: chatpacket.grains.v1.Conversation.Unsubscribe:output_type -> chatpacket.grains.v1.Empty
+	0,  // 22: chatpacket.grains.v1.Conversation.Typing:output_type -> chatpacket.grains.v1.Empty
+	11, // 23: chatpacket.grains.v1.Conversation.MarkRead:output_type -> chatpacket.grains.v1.MarkReadResponse
+	14, // 24: chatpacket.grains.v1.Conversation.Assign:output_type -> chatpacket.grains.v1.ConversationInfo
+	14, // 25: chatpacket.grains.v1.Conversation.Close:output_type -> chatpacket.grains.v1.ConversationInfo
+	18, // 26: chatpacket.grains.v1.Tenant.Signup:output_type -> chatpacket.grains.v1.SignupResponse
+	18, // [18:27] is the sub-list for method output_type
+	9,  // [9:18] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -1196,9 +1383,9 @@ func file_actors_grainpb_grains_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_grainpb_grains_proto_rawDesc), len(file_actors_grainpb_grains_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_actors_grainpb_grains_proto_goTypes,
 		DependencyIndexes: file_actors_grainpb_grains_proto_depIdxs,

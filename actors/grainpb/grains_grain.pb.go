@@ -494,6 +494,149 @@ func (a *ConversationActor) onError(err error) {
 	a.ctx.Respond(resp)
 }
 
+var xTenantFactory func() Tenant
+
+// TenantFactory produces a Tenant
+func TenantFactory(factory func() Tenant) {
+	xTenantFactory = factory
+}
+
+// GetTenantGrainClient instantiates a new TenantGrainClient with given Identity
+func GetTenantGrainClient(c *cluster.Cluster, id string) *TenantGrainClient {
+	if c == nil {
+		panic(fmt.Errorf("nil cluster instance"))
+	}
+	if id == "" {
+		panic(fmt.Errorf("empty id"))
+	}
+	return &TenantGrainClient{Identity: id, cluster: c}
+}
+
+// GetTenantKind instantiates a new cluster.Kind for Tenant
+func GetTenantKind(opts ...actor.PropsOption) *cluster.Kind {
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &TenantActor{
+			Timeout: 60 * time.Second,
+		}
+	}, opts...)
+	kind := cluster.NewKind("Tenant", props)
+	return kind
+}
+
+// GetTenantKind instantiates a new cluster.Kind for Tenant
+func NewTenantKind(factory func() Tenant, timeout time.Duration, opts ...actor.PropsOption) *cluster.Kind {
+	xTenantFactory = factory
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &TenantActor{
+			Timeout: timeout,
+		}
+	}, opts...)
+	kind := cluster.NewKind("Tenant", props)
+	return kind
+}
+
+// Tenant interfaces the services available to the Tenant
+type Tenant interface {
+	Init(ctx cluster.GrainContext)
+	Terminate(ctx cluster.GrainContext)
+	ReceiveDefault(ctx cluster.GrainContext)
+	Signup(req *SignupRequest, ctx cluster.GrainContext) (*SignupResponse, error)
+}
+
+// TenantGrainClient holds the base data for the TenantGrain
+type TenantGrainClient struct {
+	Identity string
+	cluster  *cluster.Cluster
+}
+
+// Signup requests the execution on to the cluster with CallOptions
+func (g *TenantGrainClient) Signup(r *SignupRequest, opts ...cluster.GrainCallOption) (*SignupResponse, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Tenant"), slog.String("method", "Signup"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 0, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Tenant", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *SignupResponse:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// TenantActor represents the actor structure
+type TenantActor struct {
+	ctx     cluster.GrainContext
+	inner   Tenant
+	Timeout time.Duration
+}
+
+// Receive ensures the lifecycle of the actor for the received message
+func (a *TenantActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started: //pass
+	case *cluster.ClusterInit:
+		a.ctx = cluster.NewGrainContext(ctx, msg.Identity, msg.Cluster)
+		a.inner = xTenantFactory()
+		a.inner.Init(a.ctx)
+
+		if a.Timeout > 0 {
+			ctx.SetReceiveTimeout(a.Timeout)
+		}
+	case *actor.ReceiveTimeout:
+		ctx.Poison(ctx.Self())
+	case *actor.Stopped:
+		a.inner.Terminate(a.ctx)
+	case actor.AutoReceiveMessage: // pass
+	case actor.SystemMessage: // pass
+
+	case *cluster.GrainRequest:
+		switch msg.MethodIndex {
+		case 0:
+			req := &SignupRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Signup(SignupRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Signup(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		}
+	default:
+		a.inner.ReceiveDefault(a.ctx)
+	}
+}
+
+// onError should be used in ctx.ReenterAfter
+// you can just return error in reenterable method for other errors
+func (a *TenantActor) onError(err error) {
+	resp := cluster.FromError(err)
+	a.ctx.Respond(resp)
+}
+
 func respond[T proto.Message](ctx cluster.GrainContext) func(T) {
 	return func(resp T) {
 		ctx.Respond(resp)

@@ -9,6 +9,7 @@
 package grains
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -41,6 +42,11 @@ func (d *Deps) ExtensionID() extensions.ExtensionID { return depsID }
 
 func depsOf(system *actor.ActorSystem) *Deps { return system.Extensions.Get(depsID).(*Deps) }
 
+// callContext bounds a grain's wait for the state machine.
+func (d *Deps) callContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d.CallTimeout)
+}
+
 // ConversationIdleTimeout is how long a conversation grain stays active
 // without a call before it is passivated (its state is on disk).
 const ConversationIdleTimeout = 10 * time.Minute
@@ -49,6 +55,7 @@ const ConversationIdleTimeout = 10 * time.Minute
 func Kinds() []*pacluster.Kind {
 	return []*pacluster.Kind{
 		grainpb.NewConversationKind(func() grainpb.Conversation { return &conversation{} }, ConversationIdleTimeout),
+		grainpb.NewTenantKind(func() grainpb.Tenant { return &tenant{} }, ConversationIdleTimeout),
 	}
 }
 
@@ -69,6 +76,8 @@ func toGrainError(err error) error {
 		reason = ReasonNotFound
 	case errors.Is(err, shard.ErrInvalid):
 		reason = ReasonInvalid
+	case errors.Is(err, shard.ErrExists):
+		reason = ReasonExists
 	case errors.Is(err, storage.ErrErased):
 		reason = ReasonErased
 	case errors.Is(err, shard.ErrStopped), errors.Is(err, storage.ErrClosed):

@@ -98,7 +98,7 @@ func (s *state) claimIndex(ctx context.Context, ch *change, c *actorspb.ClaimInd
 		return nil, err
 	case found && proto.Equal(&have, c.Record):
 		return &actorspb.Result{}, nil // a retry
-	case found:
+	case found && (c.Replace == nil || !proto.Equal(&have, c.Replace)):
 		return nil, fmt.Errorf("%w: index entry taken", ErrExists)
 	}
 	if err := ch.staged.Put(ctx, key, ref, c.Record); err != nil {
