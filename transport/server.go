@@ -1,7 +1,7 @@
-// Package transport holds ChatPacket's edge: the HTTP API, the WebSocket
-// gateway and the assets of the widget and the dashboard. Today it serves the
-// health endpoints of API.md; the API and sockets join it as the grains
-// behind them land.
+// Package transport holds ChatPacket's edge: the HTTP API of API.md, the
+// WebSocket connections, and (later) the widget and dashboard assets. Today
+// it serves health, signup, login, logout and API tokens; the widget and
+// conversation endpoints join it next.
 //
 // Concurrency: handlers run concurrently, one goroutine per request, and
 // must not block on anything but the request's own context.
@@ -32,13 +32,14 @@ const (
 type Server struct {
 	log   *slog.Logger
 	http  *http.Server
+	mux   *http.ServeMux
 	ready atomic.Bool
 }
 
 // NewServer returns a server for addr; it does not listen yet.
 func NewServer(addr string, log *slog.Logger) *Server {
-	s := &Server{log: log}
-	mux := http.NewServeMux()
+	s := &Server{log: log, mux: http.NewServeMux()}
+	mux := s.mux
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	s.http = &http.Server{
@@ -53,6 +54,11 @@ func NewServer(addr string, log *slog.Logger) *Server {
 	}
 	return s
 }
+
+// Handle registers a handler for a pattern (Go's routing syntax). It is
+// safe while serving: serve registers the API once the node has joined its
+// cluster, and until then those routes answer 404 while /healthz answers.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // SetReady marks the node as able (or no longer able) to serve writes:
 // /readyz answers 200 only while it is.

@@ -115,6 +115,7 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	// /healthz answers from here on; /readyz once the node is a member.
 	node, err := startNode(ctx, cfg, log, machine)
 	if err == nil {
+		(&transport.API{Cluster: node.Cluster, Machine: machine, Log: log, Now: time.Now}).Register(srv)
 		log.Info("cluster member", "gossip", node.GossipAddr(), "members", node.Members())
 		srv.SetReady(true)
 		select {

@@ -159,6 +159,15 @@ func TestServeOnDefaults(t *testing.T) {
 		t.Fatalf("GET /healthz = %d; want 200", got)
 	}
 	n.waitReady(t)
+	resp, err := http.Post("http://"+n.addr+"/api/v1/signup", "application/json",
+		strings.NewReader(`{"organization":"Acme","name":"Ada","email":"ada@example.com","password":"correct horse battery"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /api/v1/signup = %d; want 201", resp.StatusCode)
+	}
 	if !strings.Contains(n.stderr.String(), "DEVELOPMENT MASTER KEY") {
 		t.Errorf("no development key warning in the log:\n%s", n.stderr)
 	}
