@@ -44,6 +44,7 @@ func (a *API) Register(s *Server) {
 	s.Handle("POST /api/v1/login", a.handler(a.login))
 	s.Handle("POST /api/v1/logout", a.handler(a.authenticated(a.logout)))
 	s.Handle("POST /api/v1/tokens", a.handler(a.authenticated(a.createToken)))
+	a.registerWidget(s)
 }
 
 // apiError is an error with the status and code API.md gives it.

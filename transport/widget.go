@@ -1,0 +1,286 @@
+package transport
+
+import (
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chatpacket/chatpacket/actors/actorspb"
+	"github.com/chatpacket/chatpacket/actors/grainpb"
+	"github.com/chatpacket/chatpacket/actors/shard"
+	"github.com/chatpacket/chatpacket/storage"
+)
+
+// VisitorTokenTTL is how long a visitor token works; the widget asks for a
+// new one with its session id whenever it starts.
+const VisitorTokenTTL = 7 * 24 * time.Hour
+
+func (a *API) registerWidget(s *Server) {
+	s.Handle("POST /api/v1/widget/sessions", a.handler(a.widgetSession))
+	s.Handle("POST /api/v1/widget/messages", a.handler(a.visitorOnly(a.widgetPost)))
+	s.Handle("GET /api/v1/widget/conversations/{id}/messages", a.handler(a.visitorOnly(a.widgetMessages)))
+}
+
+type widgetSessionRequest struct {
+	WidgetKey string `json:"widget_key"`
+	SessionID string `json:"session_id"`
+}
+
+// widgetSession starts or continues a visitor's session: the same
+// session_id again is the same visitor.
+func (a *API) widgetSession(_ http.ResponseWriter, r *http.Request) (int, any, error) {
+	var req widgetSessionRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	ctx := r.Context()
+	tenant, err := a.tenantOfWidgetKey(r, req.WidgetKey)
+	if err != nil {
+		return 0, nil, err
+	}
+	now := a.Now()
+	visitor, sessionID, found := storage.ID{}, req.SessionID, false
+	if sessionID != "" && len(sessionID) <= 100 {
+		blind, err := a.Machine.Blind(ctx, storage.TenantKey(tenant), "session", []byte(sessionID))
+		if err != nil {
+			return 0, nil, err
+		}
+		idx, err := a.Machine.Index(ctx, blind)
+		switch {
+		case err == nil && string(idx.TenantId) == string(tenant[:]):
+			copy(visitor[:], idx.TargetId)
+			found = true
+		case err != nil && !errors.Is(err, shard.ErrNotFound) && !errors.Is(err, storage.ErrErased):
+			return 0, nil, err
+		}
+	}
+	if !found {
+		// A new visitor, with a new session id: never one the client chose,
+		// so a session id cannot be planted.
+		visitor = storage.NewID()
+		sessionID, _ = newToken("vs_")
+		blind, err := a.Machine.Blind(ctx, storage.TenantKey(tenant), "session", []byte(sessionID))
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, cmd := range []*actorspb.Command{
+			{Op: &actorspb.Command_CreateVisitor{CreateVisitor: &actorspb.CreateVisitor{Visitor: &actorspb.VisitorRecord{
+				Id: visitor[:], TenantId: tenant[:], CreatedUnixMs: now.UnixMilli(),
+			}}}},
+			{Op: &actorspb.Command_ClaimIndex{ClaimIndex: &actorspb.ClaimIndex{
+				Key: blind, Scope: actorspb.IndexScope_INDEX_SCOPE_TENANT,
+				Record: &actorspb.IndexRecord{TenantId: tenant[:], TargetId: visitor[:]},
+			}}},
+		} {
+			if _, err := a.apply(ctx, cmd); err != nil {
+				return 0, nil, err
+			}
+		}
+	}
+	token, hash := newToken("v_")
+	if _, err := a.apply(ctx, &actorspb.Command{Op: &actorspb.Command_PutToken{PutToken: &actorspb.PutToken{Hash: hash, Token: &actorspb.TokenRecord{
+		Kind: actorspb.TokenKind_TOKEN_KIND_VISITOR, TenantId: tenant[:], SubjectId: visitor[:],
+		ExpiresUnixMs: now.Add(VisitorTokenTTL).UnixMilli(), CreatedUnixMs: now.UnixMilli(),
+	}}}}); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]string{"session_id": sessionID, "visitor_id": visitor.String(), "visitor_token": token}, nil
+}
+
+func (a *API) tenantOfWidgetKey(r *http.Request, widgetKey string) (storage.ID, error) {
+	var tenant storage.ID
+	if !strings.HasPrefix(widgetKey, "wk_") || len(widgetKey) > 100 {
+		return tenant, errorf(http.StatusBadRequest, "invalid_widget_key", "give the widget key of the snippet")
+	}
+	blind, err := a.Machine.Blind(r.Context(), storage.GlobalIndexKey, "widget_key", []byte(widgetKey))
+	if err != nil {
+		return tenant, err
+	}
+	idx, err := a.Machine.Index(r.Context(), blind)
+	if errors.Is(err, shard.ErrNotFound) || errors.Is(err, storage.ErrErased) {
+		return tenant, errorf(http.StatusNotFound, "unknown_widget_key", "no widget has this key")
+	}
+	if err != nil {
+		return tenant, err
+	}
+	copy(tenant[:], idx.TenantId)
+	return tenant, nil
+}
+
+// visitor is who a widget request acts as.
+type visitor struct{ tenant, id storage.ID }
+
+// visitorOnly runs fn for a request with a valid visitor bearer token.
+func (a *API) visitorOnly(fn func(w http.ResponseWriter, r *http.Request, v visitor) (int, any, error)) func(http.ResponseWriter, *http.Request) (int, any, error) {
+	return func(w http.ResponseWriter, r *http.Request) (int, any, error) {
+		v, err := a.authenticateVisitor(r, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+		if err != nil {
+			return 0, nil, err
+		}
+		return fn(w, r, v)
+	}
+}
+
+func (a *API) authenticateVisitor(r *http.Request, token string) (visitor, error) {
+	var v visitor
+	if !strings.HasPrefix(token, "v_") {
+		return v, errUnauthenticated
+	}
+	rec, err := a.Machine.Token(r.Context(), hashToken(token))
+	switch {
+	case errors.Is(err, shard.ErrNotFound), errors.Is(err, storage.ErrErased):
+		return v, errUnauthenticated
+	case err != nil:
+		return v, err
+	case rec.Kind != actorspb.TokenKind_TOKEN_KIND_VISITOR || a.Now().UnixMilli() > rec.ExpiresUnixMs:
+		return v, errUnauthenticated
+	}
+	copy(v.tenant[:], rec.TenantId)
+	copy(v.id[:], rec.SubjectId)
+	return v, nil
+}
+
+type postRequest struct {
+	ConversationID string `json:"conversation_id"`
+	ClientID       string `json:"client_id"`
+	Body           string `json:"body"`
+}
+
+// newConversationID derives the id of a conversation a visitor starts from
+// the client_id of its first message, so that a retry of that message
+// finds the same conversation and gets the same seq.
+func newConversationID(v visitor, clientID string) storage.ID {
+	h := sha256.Sum256(append(append([]byte("chatpacket conversation v1"), v.id[:]...), clientID...))
+	var id storage.ID
+	copy(id[:], h[:])
+	return id
+}
+
+// visitorConversation checks that conv is one of v's conversations (or
+// does not exist yet, for a post that starts it).
+func (a *API) visitorConversation(r *http.Request, v visitor, conv storage.ID, mayBeNew bool) error {
+	rec, err := a.Machine.Conversation(r.Context(), v.tenant, conv)
+	switch {
+	case errors.Is(err, shard.ErrNotFound) && mayBeNew:
+		return nil
+	case errors.Is(err, shard.ErrNotFound):
+		return errorf(http.StatusNotFound, "not_found", "no such conversation")
+	case err != nil:
+		return err
+	case string(rec.VisitorId) != string(v.id[:]):
+		return errorf(http.StatusNotFound, "not_found", "no such conversation")
+	}
+	return nil
+}
+
+func (a *API) widgetPost(_ http.ResponseWriter, r *http.Request, v visitor) (int, any, error) {
+	var req postRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	if req.ClientID == "" {
+		return 0, nil, errorf(http.StatusBadRequest, "invalid", "give a client_id")
+	}
+	conv := newConversationID(v, req.ClientID)
+	if req.ConversationID != "" {
+		id, err := storage.ParseID(req.ConversationID)
+		if err != nil {
+			return 0, nil, errorf(http.StatusBadRequest, "invalid_conversation_id", "not a conversation id")
+		}
+		conv = id
+	}
+	if err := a.visitorConversation(r, v, conv, true); err != nil {
+		return 0, nil, err
+	}
+	res, err := grainpb.GetConversationGrainClient(a.Cluster, conv.String()).Post(&grainpb.PostRequest{
+		TenantId: v.tenant[:], VisitorId: v.id[:], ClientId: req.ClientID, Body: req.Body,
+		Author: &actorspb.Author{Kind: actorspb.AuthorKind_AUTHOR_KIND_VISITOR, Id: v.id[:]},
+	})
+	if err != nil {
+		return 0, nil, grainError(err)
+	}
+	return http.StatusCreated, map[string]any{"conversation_id": conv.String(), "seq": res.Seq}, nil
+}
+
+func (a *API) widgetMessages(_ http.ResponseWriter, r *http.Request, v visitor) (int, any, error) {
+	conv, err := storage.ParseID(r.PathValue("id"))
+	if err != nil {
+		return 0, nil, errorf(http.StatusNotFound, "not_found", "no such conversation")
+	}
+	if err := a.visitorConversation(r, v, conv, false); err != nil {
+		return 0, nil, err
+	}
+	return a.readMessages(r, v.tenant, conv)
+}
+
+// readMessages answers GET …/messages?after=SEQ&limit=N.
+func (a *API) readMessages(r *http.Request, tenant, conv storage.ID) (int, any, error) {
+	after, limit := uint64(0), int64(100)
+	if s := r.URL.Query().Get("after"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, nil, errorf(http.StatusBadRequest, "invalid_after", "after is a seq")
+		}
+		after = n
+	}
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 32)
+		if err != nil || n < 1 || n > 500 {
+			return 0, nil, errorf(http.StatusBadRequest, "invalid_limit", "limit is 1 to 500")
+		}
+		limit = n
+	}
+	res, err := grainpb.GetConversationGrainClient(a.Cluster, conv.String()).Read(&grainpb.ReadRequest{TenantId: tenant[:], After: after, Limit: int32(limit)})
+	if err != nil {
+		return 0, nil, grainError(err)
+	}
+	msgs := make([]messageJSON, 0, len(res.Messages))
+	for _, m := range res.Messages {
+		msgs = append(msgs, messageOf(m))
+	}
+	return http.StatusOK, map[string]any{"messages": msgs}, nil
+}
+
+// messageJSON is a message as API.md shows it.
+type messageJSON struct {
+	Seq       uint64     `json:"seq"`
+	Author    authorJSON `json:"author"`
+	Body      string     `json:"body"`
+	ClientID  string     `json:"client_id,omitempty"`
+	CreatedAt string     `json:"created_at,omitempty"`
+	Erased    bool       `json:"erased,omitempty"`
+}
+
+type authorJSON struct {
+	Kind string `json:"kind"`
+	ID   string `json:"id,omitempty"`
+}
+
+func messageOf(m *grainpb.Message) messageJSON {
+	if m.Erased {
+		return messageJSON{Seq: m.Seq, Erased: true, Author: authorJSON{Kind: "visitor"}}
+	}
+	return messageJSON{
+		Seq: m.Seq, Author: authorOf(m.Author), Body: m.Body, ClientID: m.ClientId,
+		CreatedAt: time.UnixMilli(m.CreatedUnixMs).UTC().Format(time.RFC3339),
+	}
+}
+
+func authorOf(a *actorspb.Author) authorJSON {
+	var id storage.ID
+	copy(id[:], a.GetId())
+	out := authorJSON{}
+	switch a.GetKind() {
+	case actorspb.AuthorKind_AUTHOR_KIND_VISITOR:
+		out.Kind = "visitor"
+	case actorspb.AuthorKind_AUTHOR_KIND_AGENT:
+		out.Kind = "agent"
+	default:
+		return authorJSON{Kind: "system"}
+	}
+	out.ID = id.String()
+	return out
+}
