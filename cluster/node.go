@@ -75,13 +75,20 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 		n.Stop(false)
 		return nil, err
 	}
-	select {
-	case <-p.joined:
-		return n, nil
-	case <-ctx.Done():
-		n.Stop(false)
-		return nil, fmt.Errorf("cluster: join %v: %w", cfg.Join, ctx.Err())
+	// Wait for the first topology too: protoactor's disthash lookup reads
+	// its member ring without a lock, so grain calls must not start while
+	// that ring is first written (seen by the race detector). Later changes
+	// of membership still race inside protoactor until step 3 replaces
+	// disthash with our own lookup.
+	for _, ready := range []chan struct{}{p.joined, p.published} {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			n.Stop(false)
+			return nil, fmt.Errorf("cluster: join %v: %w", cfg.Join, ctx.Err())
+		}
 	}
+	return n, nil
 }
 
 // startMember turns protoactor's panics on start-up failures into errors.

@@ -24,11 +24,13 @@ type provider struct {
 	cfg Config
 	log *slog.Logger
 
-	changed chan struct{} // a member joined, left or changed; buffered 1
-	members atomic.Int32  // how many members were last handed to protoactor
-	joined  chan struct{} // closed once this node is part of a cluster
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	changed   chan struct{} // a member joined, left or changed; buffered 1
+	members   atomic.Int32  // how many members were last handed to protoactor
+	joined    chan struct{} // closed once this node is part of a cluster
+	published chan struct{} // closed after the first topology is handed to protoactor
+	pubOnce   sync.Once
+	stop      chan struct{}
+	wg        sync.WaitGroup
 
 	mu struct {
 		sync.Mutex
@@ -42,11 +44,12 @@ var _ pacluster.ClusterProvider = (*provider)(nil)
 
 func newProvider(cfg Config) *provider {
 	return &provider{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "gossip"),
-		changed: make(chan struct{}, 1),
-		joined:  make(chan struct{}),
-		stop:    make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "gossip"),
+		changed:   make(chan struct{}, 1),
+		joined:    make(chan struct{}),
+		published: make(chan struct{}),
+		stop:      make(chan struct{}),
 	}
 }
 
@@ -174,6 +177,7 @@ func (p *provider) publish() {
 	if old := p.members.Swap(int32(len(members))); old != int32(len(members)) {
 		p.log.Info("cluster members changed", "members", len(members), "before", old)
 	}
+	p.pubOnce.Do(func() { close(p.published) })
 }
 
 // joinLoop joins the seeds, retrying until one answers or the node stops.
