@@ -252,7 +252,7 @@ func (db *DB) Scan(ctx context.Context, lower, upper []byte, fn func(key []byte,
 
 // ScanPrefix is Scan over every key that starts with prefix.
 func (db *DB) ScanPrefix(ctx context.Context, prefix []byte, fn func(key []byte, open func(proto.Message) error) error) error {
-	return db.Scan(ctx, prefix, prefixEnd(prefix), fn)
+	return db.Scan(ctx, prefix, PrefixEnd(prefix), fn)
 }
 
 // Batch collects sealed writes to commit atomically with one fsync. It is
@@ -445,7 +445,7 @@ func (db *DB) ApplyLedger(ctx context.Context, entries []ShredRecord) (int, erro
 }
 
 func (db *DB) pdbScanPrefix(ctx context.Context, prefix []byte, fn func(key, val []byte) error) error {
-	it, err := db.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := db.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: PrefixEnd(prefix)})
 	if err != nil {
 		return err
 	}

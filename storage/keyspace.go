@@ -92,8 +92,8 @@ func Key(shard uint16, table Table, parts ...[]byte) []byte {
 // TablePrefix is the prefix of every key of one table in one shard.
 func TablePrefix(shard uint16, table Table) []byte { return Key(shard, table) }
 
-// prefixEnd returns the smallest key greater than every key with prefix p.
-func prefixEnd(p []byte) []byte {
+// PrefixEnd returns the smallest key greater than every key with prefix p.
+func PrefixEnd(p []byte) []byte {
 	end := append([]byte(nil), p...)
 	for i := len(end) - 1; i >= 0; i-- {
 		end[i]++

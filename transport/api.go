@@ -45,6 +45,7 @@ func (a *API) Register(s *Server) {
 	s.Handle("POST /api/v1/logout", a.handler(a.authenticated(a.logout)))
 	s.Handle("POST /api/v1/tokens", a.handler(a.authenticated(a.createToken)))
 	a.registerWidget(s)
+	a.registerConversations(s)
 }
 
 // apiError is an error with the status and code API.md gives it.

@@ -585,6 +585,7 @@ type Command struct {
 	//	*Command_PutToken
 	//	*Command_DeleteToken
 	//	*Command_CreateVisitor
+	//	*Command_AddToInbox
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -717,6 +718,15 @@ func (x *Command) GetCreateVisitor() *CreateVisitor {
 	return nil
 }
 
+func (x *Command) GetAddToInbox() *AddToInbox {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AddToInbox); ok {
+			return x.AddToInbox
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -761,6 +771,10 @@ type Command_CreateVisitor struct {
 	CreateVisitor *CreateVisitor `protobuf:"bytes,10,opt,name=create_visitor,json=createVisitor,proto3,oneof"`
 }
 
+type Command_AddToInbox struct {
+	AddToInbox *AddToInbox `protobuf:"bytes,11,opt,name=add_to_inbox,json=addToInbox,proto3,oneof"`
+}
+
 func (*Command_Post) isCommand_Op() {}
 
 func (*Command_Assign) isCommand_Op() {}
@@ -780,6 +794,8 @@ func (*Command_PutToken) isCommand_Op() {}
 func (*Command_DeleteToken) isCommand_Op() {}
 
 func (*Command_CreateVisitor) isCommand_Op() {}
+
+func (*Command_AddToInbox) isCommand_Op() {}
 
 // PostMessage appends a message. A conversation that does not exist yet is
 // created, open, for visitor_id. A client_id seen before in the conversation
@@ -1747,6 +1763,121 @@ func (x *CreateVisitor) GetVisitor() *VisitorRecord {
 	return nil
 }
 
+// InboxEntry lists a conversation in its tenant's inbox. Status, assignee
+// and times are read from the conversation itself when the inbox is shown,
+// so the entry is written once per conversation, not once per message.
+type InboxEntry struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId []byte                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	VisitorId      []byte                 `protobuf:"bytes,2,opt,name=visitor_id,json=visitorId,proto3" json:"visitor_id,omitempty"`
+	CreatedUnixMs  int64                  `protobuf:"varint,3,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *InboxEntry) Reset() {
+	*x = InboxEntry{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboxEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboxEntry) ProtoMessage() {}
+
+func (x *InboxEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboxEntry.ProtoReflect.Descriptor instead.
+func (*InboxEntry) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *InboxEntry) GetConversationId() []byte {
+	if x != nil {
+		return x.ConversationId
+	}
+	return nil
+}
+
+func (x *InboxEntry) GetVisitorId() []byte {
+	if x != nil {
+		return x.VisitorId
+	}
+	return nil
+}
+
+func (x *InboxEntry) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+type AddToInbox struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Entry         *InboxEntry            `protobuf:"bytes,2,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddToInbox) Reset() {
+	*x = AddToInbox{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddToInbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddToInbox) ProtoMessage() {}
+
+func (x *AddToInbox) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddToInbox.ProtoReflect.Descriptor instead.
+func (*AddToInbox) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AddToInbox) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *AddToInbox) GetEntry() *InboxEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
 // Result is what applying a command answers.
 type Result struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1760,7 +1891,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[20]
+	mi := &file_actors_actorspb_records_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +1903,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[20]
+	mi := &file_actors_actorspb_records_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +1916,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{20}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Result) GetSeq() uint64 {
@@ -1846,7 +1977,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"\"\n" +
 	"\x0eClientIDRecord\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xb9\x05\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xff\x05\n" +
 	"\aCommand\x127\n" +
 	"\x04post\x18\x01 \x01(\v2!.chatpacket.actors.v1.PostMessageH\x00R\x04post\x12B\n" +
 	"\x06assign\x18\x02 \x01(\v2(.chatpacket.actors.v1.AssignConversationH\x00R\x06assign\x12?\n" +
@@ -1859,7 +1990,9 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\tput_token\x18\b \x01(\v2\x1e.chatpacket.actors.v1.PutTokenH\x00R\bputToken\x12F\n" +
 	"\fdelete_token\x18\t \x01(\v2!.chatpacket.actors.v1.DeleteTokenH\x00R\vdeleteToken\x12L\n" +
 	"\x0ecreate_visitor\x18\n" +
-	" \x01(\v2#.chatpacket.actors.v1.CreateVisitorH\x00R\rcreateVisitorB\x04\n" +
+	" \x01(\v2#.chatpacket.actors.v1.CreateVisitorH\x00R\rcreateVisitor\x12D\n" +
+	"\fadd_to_inbox\x18\v \x01(\v2 .chatpacket.actors.v1.AddToInboxH\x00R\n" +
+	"addToInboxB\x04\n" +
 	"\x02op\"\xf2\x01\n" +
 	"\vPostMessage\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
@@ -1932,7 +2065,17 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\vDeleteToken\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\"N\n" +
 	"\rCreateVisitor\x12=\n" +
-	"\avisitor\x18\x01 \x01(\v2#.chatpacket.actors.v1.VisitorRecordR\avisitor\"\xa0\x01\n" +
+	"\avisitor\x18\x01 \x01(\v2#.chatpacket.actors.v1.VisitorRecordR\avisitor\"|\n" +
+	"\n" +
+	"InboxEntry\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\fR\x0econversationId\x12\x1d\n" +
+	"\n" +
+	"visitor_id\x18\x02 \x01(\fR\tvisitorId\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\"a\n" +
+	"\n" +
+	"AddToInbox\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x126\n" +
+	"\x05entry\x18\x02 \x01(\v2 .chatpacket.actors.v1.InboxEntryR\x05entry\"\xa0\x01\n" +
 	"\x06Result\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x18\n" +
@@ -1980,7 +2123,7 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),            // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),    // 1: chatpacket.actors.v1.ConversationStatus
@@ -2007,13 +2150,15 @@ var file_actors_actorspb_records_proto_goTypes = []any{
 	(*PutToken)(nil),           // 22: chatpacket.actors.v1.PutToken
 	(*DeleteToken)(nil),        // 23: chatpacket.actors.v1.DeleteToken
 	(*CreateVisitor)(nil),      // 24: chatpacket.actors.v1.CreateVisitor
-	(*Result)(nil),             // 25: chatpacket.actors.v1.Result
-	nil,                        // 26: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	(*InboxEntry)(nil),         // 25: chatpacket.actors.v1.InboxEntry
+	(*AddToInbox)(nil),         // 26: chatpacket.actors.v1.AddToInbox
+	(*Result)(nil),             // 27: chatpacket.actors.v1.Result
+	nil,                        // 28: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	26, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	28, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 	5,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
 	10, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
 	11, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
@@ -2025,22 +2170,24 @@ var file_actors_actorspb_records_proto_depIdxs = []int32{
 	22, // 11: chatpacket.actors.v1.Command.put_token:type_name -> chatpacket.actors.v1.PutToken
 	23, // 12: chatpacket.actors.v1.Command.delete_token:type_name -> chatpacket.actors.v1.DeleteToken
 	24, // 13: chatpacket.actors.v1.Command.create_visitor:type_name -> chatpacket.actors.v1.CreateVisitor
-	5,  // 14: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
-	2,  // 15: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
-	4,  // 16: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
-	3,  // 17: chatpacket.actors.v1.ClaimIndex.scope:type_name -> chatpacket.actors.v1.IndexScope
-	16, // 18: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	16, // 19: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
-	14, // 20: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	15, // 21: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	17, // 22: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	18, // 23: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	6,  // 24: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	26, // 14: chatpacket.actors.v1.Command.add_to_inbox:type_name -> chatpacket.actors.v1.AddToInbox
+	5,  // 15: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	2,  // 16: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
+	4,  // 17: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
+	3,  // 18: chatpacket.actors.v1.ClaimIndex.scope:type_name -> chatpacket.actors.v1.IndexScope
+	16, // 19: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	16, // 20: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	14, // 21: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	15, // 22: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	17, // 23: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	18, // 24: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	25, // 25: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
+	6,  // 26: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -2059,6 +2206,7 @@ func file_actors_actorspb_records_proto_init() {
 		(*Command_PutToken)(nil),
 		(*Command_DeleteToken)(nil),
 		(*Command_CreateVisitor)(nil),
+		(*Command_AddToInbox)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2066,7 +2214,7 @@ func file_actors_actorspb_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -22,9 +22,10 @@ const MaxReadLimit = 500
 // conversation is the grain of one conversation. Its state of record is in
 // the shard state machine; in memory it keeps only who subscribed.
 type conversation struct {
-	id   storage.ID
-	deps *Deps
-	subs map[string]subscription // by subscriber PID key
+	id      storage.ID
+	deps    *Deps
+	subs    map[string]subscription // by subscriber PID key
+	inboxed bool                    // listed in its tenant's inbox since activation
 }
 
 type subscription struct {
@@ -70,6 +71,20 @@ func (g *conversation) Post(req *grainpb.PostRequest, ctx pacluster.GrainContext
 	}}})
 	if err != nil {
 		return nil, err
+	}
+	if !g.inboxed {
+		// Listing is idempotent; once per activation keeps it cheap and
+		// repairs a listing lost to a crash between the two commands.
+		ctx, cancel := g.deps.callContext()
+		_, err := g.deps.Machine.Apply(ctx, &actorspb.Command{Op: &actorspb.Command_AddToInbox{AddToInbox: &actorspb.AddToInbox{
+			TenantId: req.TenantId, Entry: &actorspb.InboxEntry{ConversationId: g.id[:], VisitorId: res.Conversation.GetVisitorId(), CreatedUnixMs: res.Conversation.GetCreatedUnixMs()},
+		}}})
+		cancel()
+		if err != nil {
+			g.deps.Log.Warn("listing a conversation in its inbox", "err", err)
+		} else {
+			g.inboxed = true
+		}
 	}
 	if !res.Duplicate {
 		// Only after the commit: a subscriber never sees a message that

@@ -274,3 +274,56 @@ func (m *Machine) read(ctx context.Context, key []byte, into proto.Message) erro
 	}
 	return err
 }
+
+func inboxKey(db *storage.DB, tenant, conv storage.ID) []byte {
+	return storage.Key(shardOf(db, tenant), TableInbox, tenant[:], conv[:])
+}
+
+// addToInbox lists a conversation in its tenant's inbox; adding it again
+// changes nothing.
+func (s *state) addToInbox(ctx context.Context, ch *change, a *actorspb.AddToInbox) (*actorspb.Result, error) {
+	tenant, err := idFrom(a.TenantId, "tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	conv, err := idFrom(a.GetEntry().GetConversationId(), "entry.conversation_id")
+	if err != nil {
+		return nil, err
+	}
+	key := inboxKey(s.db, tenant, conv)
+	if found, err := s.exists(ctx, key, nil); err != nil || found {
+		return &actorspb.Result{}, err
+	}
+	if err := ch.staged.Put(ctx, key, storage.TenantKey(tenant), a.Entry); err != nil {
+		return nil, err
+	}
+	s.stage(ch, key, a.Entry)
+	return &actorspb.Result{Created: true}, nil
+}
+
+// Inbox returns up to limit conversations of tenant's inbox, in id order
+// after the conversation id after (empty: from the start).
+func (m *Machine) Inbox(ctx context.Context, tenant storage.ID, after storage.ID, limit int) ([]*actorspb.InboxEntry, error) {
+	prefix := storage.Key(shardOf(m.db, tenant), TableInbox, tenant[:])
+	lower := prefix
+	if after != (storage.ID{}) {
+		lower = append(inboxKey(m.db, tenant, after), 0)
+	}
+	var out []*actorspb.InboxEntry
+	errFull := errors.New("full")
+	err := m.db.Scan(ctx, lower, storage.PrefixEnd(prefix), func(_ []byte, open func(proto.Message) error) error {
+		var e actorspb.InboxEntry
+		if err := open(&e); err != nil {
+			return err
+		}
+		out = append(out, &e)
+		if len(out) >= limit {
+			return errFull
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return nil, err
+	}
+	return out, nil
+}

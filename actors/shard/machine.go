@@ -44,6 +44,7 @@ const (
 	TableAgent                                        // AgentRecord by tenant id, agent id
 	TableToken                                        // TokenRecord by SHA-256 of the token
 	TableVisitor                                      // VisitorRecord by visitor id
+	TableInbox                                        // InboxEntry by tenant id, conversation id
 )
 
 // Limits on what a command may carry.
@@ -182,6 +183,8 @@ func routeOf(cmd *actorspb.Command) ([]byte, error) {
 		return keyFrom(op.DeleteToken.Hash, "hash")
 	case *actorspb.Command_CreateVisitor:
 		raw, field = op.CreateVisitor.GetVisitor().GetId(), "visitor.id"
+	case *actorspb.Command_AddToInbox:
+		raw, field = op.AddToInbox.TenantId, "tenant_id"
 	default:
 		return nil, fmt.Errorf("%w: no operation", ErrInvalid)
 	}

@@ -70,6 +70,8 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 		res, err = s.deleteToken(ch, op.DeleteToken)
 	case *actorspb.Command_CreateVisitor:
 		res, err = s.createVisitor(ctx, ch, op.CreateVisitor.GetVisitor())
+	case *actorspb.Command_AddToInbox:
+		res, err = s.addToInbox(ctx, ch, op.AddToInbox)
 	default:
 		err = fmt.Errorf("%w: no operation", ErrInvalid)
 	}

@@ -1,0 +1,131 @@
+package transport
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/chatpacket/chatpacket/actors/actorspb"
+	"github.com/chatpacket/chatpacket/actors/grainpb"
+	"github.com/chatpacket/chatpacket/storage"
+)
+
+// MaxInbox bounds how many conversations one inbox listing returns.
+const MaxInbox = 200
+
+func (a *API) registerConversations(s *Server) {
+	s.Handle("GET /api/v1/conversations", a.handler(a.authenticated(a.listConversations)))
+	s.Handle("GET /api/v1/conversations/{id}/messages", a.handler(a.authenticated(a.agentMessages)))
+	s.Handle("POST /api/v1/conversations/{id}/messages", a.handler(a.authenticated(a.agentPost)))
+	s.Handle("POST /api/v1/conversations/{id}/close", a.handler(a.authenticated(a.closeConversation)))
+}
+
+type conversationJSON struct {
+	ID            string `json:"id"`
+	VisitorID     string `json:"visitor_id"`
+	Status        string `json:"status"`
+	AssigneeID    string `json:"assignee_id,omitempty"`
+	LastMessageAt string `json:"last_message_at,omitempty"`
+}
+
+func statusName(s actorspb.ConversationStatus) string {
+	if s == actorspb.ConversationStatus_CONVERSATION_STATUS_CLOSED {
+		return "closed"
+	}
+	return "open"
+}
+
+func idString(raw []byte) string {
+	var id storage.ID
+	if len(raw) != len(id) {
+		return ""
+	}
+	copy(id[:], raw)
+	return id.String()
+}
+
+// listConversations answers the inbox: the tenant's conversations with
+// their current status, read from each conversation (the inbox lists
+// which conversations there are; they know their own state).
+func (a *API) listConversations(_ http.ResponseWriter, r *http.Request, p *principal) (int, any, error) {
+	want := r.URL.Query().Get("status")
+	switch want {
+	case "":
+		want = "open"
+	case "open", "closed", "all":
+	default:
+		return 0, nil, errorf(http.StatusBadRequest, "invalid_status", "status is open, closed or all")
+	}
+	entries, err := a.Machine.Inbox(r.Context(), p.tenant, storage.ID{}, MaxInbox)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]conversationJSON, 0, len(entries))
+	for _, e := range entries {
+		var id storage.ID
+		copy(id[:], e.ConversationId)
+		rec, err := a.Machine.Conversation(r.Context(), p.tenant, id)
+		if err != nil {
+			continue // erased or not committed yet: not shown
+		}
+		c := conversationJSON{ID: id.String(), VisitorID: idString(rec.VisitorId), Status: statusName(rec.Status), AssigneeID: idString(rec.AssigneeId)}
+		if rec.LastMessageUnixMs > 0 {
+			c.LastMessageAt = time.UnixMilli(rec.LastMessageUnixMs).UTC().Format(time.RFC3339)
+		}
+		if want == "all" || want == c.Status {
+			out = append(out, c)
+		}
+	}
+	return http.StatusOK, map[string]any{"conversations": out}, nil
+}
+
+// agentConversation parses the path's conversation id; another tenant's
+// conversation answers 404 from the grain.
+func agentConversation(r *http.Request) (storage.ID, error) {
+	id, err := storage.ParseID(r.PathValue("id"))
+	if err != nil {
+		return id, errorf(http.StatusNotFound, "not_found", "no such conversation")
+	}
+	return id, nil
+}
+
+func (a *API) agentMessages(_ http.ResponseWriter, r *http.Request, p *principal) (int, any, error) {
+	conv, err := agentConversation(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	return a.readMessages(r, p.tenant, conv)
+}
+
+func (a *API) agentPost(_ http.ResponseWriter, r *http.Request, p *principal) (int, any, error) {
+	conv, err := agentConversation(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	var req postRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	// Agents answer conversations; they do not start them.
+	if _, err := a.Machine.Conversation(r.Context(), p.tenant, conv); err != nil {
+		return 0, nil, errorf(http.StatusNotFound, "not_found", "no such conversation")
+	}
+	res, err := grainpb.GetConversationGrainClient(a.Cluster, conv.String()).Post(&grainpb.PostRequest{
+		TenantId: p.tenant[:], ClientId: req.ClientID, Body: req.Body,
+		Author: &actorspb.Author{Kind: actorspb.AuthorKind_AUTHOR_KIND_AGENT, Id: p.agent[:]},
+	})
+	if err != nil {
+		return 0, nil, grainError(err)
+	}
+	return http.StatusCreated, map[string]any{"seq": res.Seq}, nil
+}
+
+func (a *API) closeConversation(_ http.ResponseWriter, r *http.Request, p *principal) (int, any, error) {
+	conv, err := agentConversation(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := grainpb.GetConversationGrainClient(a.Cluster, conv.String()).Close(&grainpb.CloseRequest{TenantId: p.tenant[:]}); err != nil {
+		return 0, nil, grainError(err)
+	}
+	return http.StatusNoContent, nil, nil
+}
