@@ -12,13 +12,16 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	pacluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/chatpacket/chatpacket/actors/actorspb"
+	"github.com/chatpacket/chatpacket/actors/gateway"
 	"github.com/chatpacket/chatpacket/actors/grains"
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/storage"
+	"github.com/coder/websocket"
 )
 
 // MaxBodyBytes bounds every API request body.
@@ -31,11 +34,53 @@ const SessionTTL = 30 * 24 * time.Hour
 type API struct {
 	Cluster *pacluster.Cluster
 	Machine *shard.Machine
+	Gateway *gateway.Gateway
 	Log     *slog.Logger
 	Now     func() time.Time
 	// TLS says whether the server is reached over TLS: session cookies are
 	// then __Host- prefixed and Secure.
 	TLS bool
+
+	// sockets are the open WebSocket connections: http.Server.Shutdown does
+	// not see hijacked connections, so CloseSockets closes them.
+	sockets struct {
+		sync.Mutex
+		open   map[*Conn]struct{}
+		closed bool
+	}
+}
+
+// track records an open socket; it refuses (and closes) new ones once
+// CloseSockets ran.
+func (a *API) track(c *Conn) bool {
+	a.sockets.Lock()
+	defer a.sockets.Unlock()
+	if a.sockets.closed {
+		c.Close(websocket.StatusGoingAway, "server shutting down")
+		return false
+	}
+	if a.sockets.open == nil {
+		a.sockets.open = map[*Conn]struct{}{}
+	}
+	a.sockets.open[c] = struct{}{}
+	return true
+}
+
+func (a *API) untrack(c *Conn) {
+	a.sockets.Lock()
+	defer a.sockets.Unlock()
+	delete(a.sockets.open, c)
+}
+
+// CloseSockets closes every WebSocket with 1001 (going away), so clients
+// reconnect to another node and resume; call it when the server stops.
+func (a *API) CloseSockets() {
+	a.sockets.Lock()
+	defer a.sockets.Unlock()
+	a.sockets.closed = true
+	for c := range a.sockets.open {
+		c.Close(websocket.StatusGoingAway, "server shutting down")
+	}
 }
 
 // Register adds the API's routes to s.
@@ -46,6 +91,7 @@ func (a *API) Register(s *Server) {
 	s.Handle("POST /api/v1/tokens", a.handler(a.authenticated(a.createToken)))
 	a.registerWidget(s)
 	a.registerConversations(s)
+	a.registerSockets(s)
 }
 
 // apiError is an error with the status and code API.md gives it.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatpacket/chatpacket/actors/gateway"
 	"github.com/chatpacket/chatpacket/actors/grains"
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/cluster"
@@ -42,10 +43,13 @@ func apiServer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	s := NewServer("127.0.0.1:0", quiet)
-	(&API{Cluster: n.Cluster, Machine: m, Log: quiet, Now: time.Now}).Register(s)
+	gw := gateway.New(n.Cluster, quiet)
+	(&API{Cluster: n.Cluster, Machine: m, Gateway: gw, Log: quiet, Now: time.Now}).Register(s)
 	ts := httptest.NewServer(s.http.Handler)
 	t.Cleanup(func() {
+		ts.CloseClientConnections()
 		ts.Close()
+		gw.Close()
 		n.Stop(false)
 		m.Close()
 		db.Close()

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chatpacket/chatpacket/actors/gateway"
 	"github.com/chatpacket/chatpacket/actors/grains"
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/cluster"
@@ -113,9 +114,13 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	go func() { served <- srv.Serve(ln) }()
 
 	// /healthz answers from here on; /readyz once the node is a member.
+	var gw *gateway.Gateway
+	var api *transport.API
 	node, err := startNode(ctx, cfg, log, machine)
 	if err == nil {
-		(&transport.API{Cluster: node.Cluster, Machine: machine, Log: log, Now: time.Now}).Register(srv)
+		gw = gateway.New(node.Cluster, log)
+		api = &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: gw, Log: log, Now: time.Now}
+		api.Register(srv)
 		log.Info("cluster member", "gossip", node.GossipAddr(), "members", node.Members())
 		srv.SetReady(true)
 		select {
@@ -129,6 +134,12 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err = errors.Join(err, srv.Shutdown(sctx), <-served)
+	if api != nil {
+		api.CloseSockets()
+	}
+	if gw != nil {
+		gw.Close()
+	}
 	if node != nil {
 		node.Stop(true)
 	}

@@ -1,0 +1,272 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+
+	"github.com/chatpacket/chatpacket/actors/actorspb"
+	"github.com/chatpacket/chatpacket/actors/gateway"
+	"github.com/chatpacket/chatpacket/actors/grainpb"
+	"github.com/chatpacket/chatpacket/storage"
+)
+
+// The WebSocket protocol of API.md: JSON text frames. The client sends
+// send, resume, typing and read; the server answers ack and error, and
+// pushes message, typing, read and conversation frames for every
+// conversation the socket watches (resumed, or started by a send on it).
+
+func (a *API) registerSockets(s *Server) {
+	s.Handle("GET /ws/widget", http.HandlerFunc(a.widgetSocket))
+	s.Handle("GET /ws/agent", http.HandlerFunc(a.agentSocket))
+}
+
+// clientFrame is any frame a client sends; fields not used by its type are
+// ignored.
+type clientFrame struct {
+	Type           string `json:"type"`
+	ConversationID string `json:"conversation_id"`
+	ClientID       string `json:"client_id"`
+	Body           string `json:"body"`
+	After          uint64 `json:"after"`
+	Seq            uint64 `json:"seq"`
+}
+
+// socket is one connection's session: who it acts as and what it watches.
+type socket struct {
+	api    *API
+	conn   *Conn
+	tenant storage.ID
+	author *actorspb.Author
+	// visitor is set for widget sockets: they see only its conversations.
+	visitor *visitor
+
+	mu      sync.Mutex
+	watches map[storage.ID]*gateway.Watch
+}
+
+func (a *API) widgetSocket(w http.ResponseWriter, r *http.Request) {
+	v, err := a.authenticateVisitor(r, r.URL.Query().Get("token"))
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	// The widget runs on the business's own site: cross-origin by design.
+	// The visitor token, not a cookie, is the credential, so a foreign page
+	// gains nothing by opening this socket; the tenant's allowed origins
+	// narrow it further once they are set (step 5 enforces them).
+	origins := []string{"*"}
+	if t, err := a.Machine.Tenant(r.Context(), v.tenant); err == nil && len(t.AllowedOrigins) > 0 {
+		origins = t.AllowedOrigins
+	}
+	conn, err := AcceptConn(w, r, origins)
+	if err != nil {
+		return
+	}
+	s := &socket{api: a, conn: conn, tenant: v.tenant, visitor: &v,
+		author: &actorspb.Author{Kind: actorspb.AuthorKind_AUTHOR_KIND_VISITOR, Id: v.id[:]}, watches: map[storage.ID]*gateway.Watch{}}
+	s.serve(r.Context())
+}
+
+func (a *API) agentSocket(w http.ResponseWriter, r *http.Request) {
+	// A GET never needs the CSRF token, so a cookie would let any site open
+	// this socket in a logged-in agent's browser: same-origin only.
+	p, err := a.authenticate(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	conn, err := AcceptConn(w, r, nil)
+	if err != nil {
+		return
+	}
+	s := &socket{api: a, conn: conn, tenant: p.tenant,
+		author: &actorspb.Author{Kind: actorspb.AuthorKind_AUTHOR_KIND_AGENT, Id: p.agent[:]}, watches: map[storage.ID]*gateway.Watch{}}
+	s.serve(r.Context())
+}
+
+func (s *socket) serve(ctx context.Context) {
+	if !s.api.track(s.conn) {
+		return
+	}
+	defer s.api.untrack(s.conn)
+	defer func() {
+		s.mu.Lock()
+		watches := s.watches
+		s.watches = nil
+		s.mu.Unlock()
+		for _, w := range watches {
+			w.Close()
+		}
+	}()
+	// The request's context ends with the server; the socket outlives the
+	// handler's writes, so it gets its own.
+	s.conn.Serve(context.WithoutCancel(ctx), s.handle)
+}
+
+func (s *socket) handle(ctx context.Context, raw []byte) {
+	var f clientFrame
+	if err := json.Unmarshal(raw, &f); err != nil {
+		s.conn.SendError("bad_json", "frames are JSON objects")
+		return
+	}
+	var err error
+	switch f.Type {
+	case "send":
+		err = s.send(ctx, f)
+	case "resume":
+		err = s.resume(ctx, f)
+	case "typing":
+		err = s.typing(ctx, f)
+	case "read":
+		err = s.read(ctx, f)
+	default:
+		err = errorf(http.StatusBadRequest, "unknown_type", "no frame type %q", f.Type)
+	}
+	if err != nil {
+		var ae *apiError
+		if !errors.As(err, &ae) {
+			s.api.Log.Error("socket frame failed", "type", f.Type, "err", err)
+			ae = errorf(http.StatusInternalServerError, "internal", "something went wrong; try again")
+		}
+		s.conn.SendError(ae.code, ae.message)
+	}
+}
+
+// conversation resolves a frame's conversation and checks that the socket
+// may use it; for a visitor's send without one, it derives the new
+// conversation's id from the client_id.
+func (s *socket) conversation(ctx context.Context, f clientFrame, mayBeNew bool) (storage.ID, error) {
+	var conv storage.ID
+	if f.ConversationID == "" {
+		if s.visitor == nil || !mayBeNew || f.ClientID == "" {
+			return conv, errorf(http.StatusBadRequest, "invalid", "give a conversation_id")
+		}
+		return newConversationID(*s.visitor, f.ClientID), nil
+	}
+	conv, err := storage.ParseID(f.ConversationID)
+	if err != nil {
+		return conv, errorf(http.StatusNotFound, "not_found", "no such conversation")
+	}
+	rec, err := s.api.Machine.Conversation(ctx, s.tenant, conv)
+	switch {
+	case err != nil && mayBeNew && s.visitor != nil:
+		return conv, nil
+	case err != nil:
+		return conv, errorf(http.StatusNotFound, "not_found", "no such conversation")
+	case s.visitor != nil && string(rec.VisitorId) != string(s.visitor.id[:]):
+		return conv, errorf(http.StatusNotFound, "not_found", "no such conversation")
+	}
+	return conv, nil
+}
+
+func (s *socket) send(ctx context.Context, f clientFrame) error {
+	conv, err := s.conversation(ctx, f, true)
+	if err != nil {
+		return err
+	}
+	req := &grainpb.PostRequest{TenantId: s.tenant[:], ClientId: f.ClientID, Body: f.Body, Author: s.author}
+	if s.visitor != nil {
+		req.VisitorId = s.visitor.id[:]
+	}
+	res, err := grainpb.GetConversationGrainClient(s.api.Cluster, conv.String()).Post(req)
+	if err != nil {
+		return grainError(err)
+	}
+	// Acknowledged only now: the message is durable.
+	s.conn.SendJSON(map[string]any{"type": "ack", "client_id": f.ClientID, "conversation_id": conv.String(), "seq": res.Seq})
+	// The sender sees the conversation live from here; a socket that
+	// resumed it already does.
+	return s.watch(ctx, conv, res.Seq-1, false)
+}
+
+func (s *socket) resume(ctx context.Context, f clientFrame) error {
+	conv, err := s.conversation(ctx, f, false)
+	if err != nil {
+		return err
+	}
+	return s.watch(ctx, conv, f.After, true)
+}
+
+// watch starts delivering conv after seq; replace restarts an existing
+// watch (a resume), otherwise an existing one is kept.
+func (s *socket) watch(ctx context.Context, conv storage.ID, after uint64, replace bool) error {
+	s.mu.Lock()
+	old, ok := s.watches[conv]
+	s.mu.Unlock()
+	if ok && !replace {
+		return nil
+	}
+	if ok {
+		old.Close()
+	}
+	w, err := s.api.Gateway.Watch(ctx, s.tenant, conv, after, s)
+	if err != nil {
+		return grainError(err)
+	}
+	s.mu.Lock()
+	if s.watches == nil { // the socket closed meanwhile
+		s.mu.Unlock()
+		w.Close()
+		return nil
+	}
+	s.watches[conv] = w
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *socket) typing(ctx context.Context, f clientFrame) error {
+	conv, err := s.conversation(ctx, f, false)
+	if err != nil {
+		return err
+	}
+	_, err = grainpb.GetConversationGrainClient(s.api.Cluster, conv.String()).Typing(&grainpb.TypingRequest{TenantId: s.tenant[:], Author: s.author})
+	return grainErrorOrNil(err)
+}
+
+func (s *socket) read(ctx context.Context, f clientFrame) error {
+	conv, err := s.conversation(ctx, f, false)
+	if err != nil {
+		return err
+	}
+	_, err = grainpb.GetConversationGrainClient(s.api.Cluster, conv.String()).MarkRead(&grainpb.MarkReadRequest{TenantId: s.tenant[:], ReaderId: s.author.Id, Seq: f.Seq})
+	return grainErrorOrNil(err)
+}
+
+func grainErrorOrNil(err error) error {
+	if err == nil {
+		return nil
+	}
+	return grainError(err)
+}
+
+// Deliver writes a conversation event as its frame (gateway.Sink).
+func (s *socket) Deliver(ev *grainpb.ConversationEvent) error {
+	conv := idString(ev.ConversationId)
+	var frame map[string]any
+	switch e := ev.Event.(type) {
+	case *grainpb.ConversationEvent_Message:
+		m := messageOf(e.Message)
+		frame = map[string]any{"type": "message", "conversation_id": conv, "seq": m.Seq, "author": m.Author, "body": m.Body, "client_id": m.ClientID, "created_at": m.CreatedAt}
+		if m.Erased {
+			frame["erased"] = true
+		}
+	case *grainpb.ConversationEvent_Typing:
+		if string(e.Typing.GetId()) == string(s.author.Id) {
+			return nil // not one's own
+		}
+		frame = map[string]any{"type": "typing", "conversation_id": conv, "author": authorOf(e.Typing)}
+	case *grainpb.ConversationEvent_Read:
+		frame = map[string]any{"type": "read", "conversation_id": conv, "reader_id": idString(e.Read.ReaderId), "seq": e.Read.Seq}
+	case *grainpb.ConversationEvent_Changed:
+		c := e.Changed.GetConversation()
+		frame = map[string]any{"type": "conversation", "conversation_id": conv, "status": statusName(c.GetStatus()), "assignee_id": idString(c.GetAssigneeId())}
+	default:
+		return nil
+	}
+	return s.conn.SendJSON(frame)
+}
+
+var _ gateway.Sink = (*socket)(nil)
