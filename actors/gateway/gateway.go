@@ -153,25 +153,18 @@ func (g *Gateway) register(w *Watch) (first bool) {
 	return !ok
 }
 
-// unregister removes w, and unsubscribes when it was the conversation's
-// last watch here.
+// unregister removes w. A conversation's last watch leaving does not
+// unsubscribe: the lease runs out within Lease and events until then are
+// dropped here. An explicit Unsubscribe could arrive at the grain after a
+// new watch's Subscribe (same subscriber, this gateway) and cancel it,
+// which a test under load showed; letting leases lapse cannot.
 func (g *Gateway) unregister(w *Watch) {
 	g.mu.Lock()
-	c, ok := g.mu.convs[w.conv]
-	last := false
-	if ok {
+	defer g.mu.Unlock()
+	if c, ok := g.mu.convs[w.conv]; ok {
 		delete(c.watches, w)
 		if len(c.watches) == 0 {
 			delete(g.mu.convs, w.conv)
-			last = true
-		}
-	}
-	g.mu.Unlock()
-	if last {
-		client := grainpb.GetConversationGrainClient(g.cluster, w.conv.String())
-		if _, err := client.Unsubscribe(&grainpb.UnsubscribeRequest{TenantId: w.tenant[:], SubscriberAddress: g.pid.Address, SubscriberId: g.pid.Id}, pacluster.WithTimeout(g.timeout)); err != nil {
-			// The lease ends it anyway.
-			g.log.Debug("unsubscribe", "err", err)
 		}
 	}
 }
