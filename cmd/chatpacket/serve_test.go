@@ -133,6 +133,18 @@ func (n *node) waitReady(t *testing.T) {
 	}
 }
 
+// kill sends SIGKILL and waits for the process to die.
+func (n *node) kill(t *testing.T) {
+	t.Helper()
+	n.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case err := <-n.done:
+		n.done <- err // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process did not die within 10 s of SIGKILL")
+	}
+}
+
 // stop sends SIGTERM and waits for a clean exit within the grace period.
 func (n *node) stop(t *testing.T) {
 	t.Helper()
