@@ -28,7 +28,7 @@ command line wins over the environment.`,
 			return flagsFromEnv(cmd.Flags())
 		},
 	}
-	root.AddCommand(newServeCommand(), newAdminCommand())
+	root.AddCommand(newServeCommand(), newAdminCommand(), newBenchCommand())
 	return root
 }
 

@@ -276,3 +276,22 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return strings.Join(b.lines, "\n")
 }
+
+// TestBenchAgainstANode runs `chatpacket bench` briefly against a node:
+// every message sent is acknowledged and delivered to an agent.
+func TestBenchAgainstANode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	n := runServe(t, bin, t.TempDir(), nil)
+	n.waitReady(t)
+	out, err := exec.Command(bin, "bench", "--target", "http://"+n.addr, "--visitors", "5", "--agents", "2", "--rate", "100", "--duration", "2s").Output()
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`sent (\d+), acked (\d+) .*delivered to agents (\d+), errors (\d+)`).FindStringSubmatch(string(out))
+	if m == nil || m[1] != "200" || m[2] != "200" || m[3] != "200" || m[4] != "0" {
+		t.Fatalf("bench reported %q; want 200 sent, acked and delivered, no errors", out)
+	}
+}
