@@ -41,6 +41,8 @@ type API struct {
 	// then __Host- prefixed and Secure.
 	TLS bool
 
+	metrics *metrics // the server's, set by Register
+
 	// sockets are the open WebSocket connections: http.Server.Shutdown does
 	// not see hijacked connections, so CloseSockets closes them.
 	sockets struct {
@@ -85,6 +87,7 @@ func (a *API) CloseSockets() {
 
 // Register adds the API's routes to s.
 func (a *API) Register(s *Server) {
+	a.metrics = s.metrics
 	s.Handle("POST /api/v1/signup", a.handler(a.signup))
 	s.Handle("POST /api/v1/login", a.handler(a.login))
 	s.Handle("POST /api/v1/logout", a.handler(a.authenticated(a.logout)))

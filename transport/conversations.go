@@ -116,6 +116,7 @@ func (a *API) agentPost(_ http.ResponseWriter, r *http.Request, p *principal) (i
 	if err != nil {
 		return 0, nil, grainError(err)
 	}
+	a.metrics.posts.WithLabelValues("agent").Inc()
 	return http.StatusCreated, map[string]any{"seq": res.Seq}, nil
 }
 

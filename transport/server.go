@@ -30,18 +30,20 @@ const (
 
 // Server is the node's HTTP server.
 type Server struct {
-	log   *slog.Logger
-	http  *http.Server
-	mux   *http.ServeMux
-	ready atomic.Bool
+	log     *slog.Logger
+	http    *http.Server
+	mux     *http.ServeMux
+	ready   atomic.Bool
+	metrics *metrics
 }
 
 // NewServer returns a server for addr; it does not listen yet.
 func NewServer(addr string, log *slog.Logger) *Server {
-	s := &Server{log: log, mux: http.NewServeMux()}
+	s := &Server{log: log, mux: http.NewServeMux(), metrics: newMetrics()}
 	mux := s.mux
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.metrics.handler())
 	s.http = &http.Server{
 		Addr:              addr,
 		Handler:           mux,

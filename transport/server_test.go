@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -41,6 +42,16 @@ func TestHealthAndReadiness(t *testing.T) {
 	s.SetReady(true)
 	if got := get(t, base+"/readyz"); got != http.StatusOK {
 		t.Fatalf("GET /readyz when ready = %d; want 200", got)
+	}
+
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "chatpacket_sockets_open") || !strings.Contains(string(body), "go_goroutines") {
+		t.Fatalf("GET /metrics = %d; want Prometheus text with our metrics", resp.StatusCode)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

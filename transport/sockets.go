@@ -92,6 +92,13 @@ func (s *socket) serve(ctx context.Context) {
 		return
 	}
 	defer s.api.untrack(s.conn)
+	kind := "agent"
+	if s.visitor != nil {
+		kind = "widget"
+	}
+	open := s.api.metrics.socketsOpen.WithLabelValues(kind)
+	open.Inc()
+	defer open.Dec()
 	defer func() {
 		s.mu.Lock()
 		watches := s.watches
@@ -176,6 +183,7 @@ func (s *socket) send(ctx context.Context, f clientFrame) error {
 		return grainError(err)
 	}
 	// Acknowledged only now: the message is durable.
+	s.api.metrics.posts.WithLabelValues(authorOf(s.author).Kind).Inc()
 	s.conn.SendJSON(map[string]any{"type": "ack", "client_id": f.ClientID, "conversation_id": conv.String(), "seq": res.Seq})
 	// The sender sees the conversation live from here; a socket that
 	// resumed it already does.

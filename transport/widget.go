@@ -202,6 +202,7 @@ func (a *API) widgetPost(_ http.ResponseWriter, r *http.Request, v visitor) (int
 	if err != nil {
 		return 0, nil, grainError(err)
 	}
+	a.metrics.posts.WithLabelValues("visitor").Inc()
 	return http.StatusCreated, map[string]any{"conversation_id": conv.String(), "seq": res.Seq}, nil
 }
 
