@@ -2,11 +2,8 @@ package transport
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -15,44 +12,23 @@ import (
 	"time"
 
 	"github.com/chatpacket/chatpacket/actors/gateway"
-	"github.com/chatpacket/chatpacket/actors/grains"
-	"github.com/chatpacket/chatpacket/actors/shard"
-	"github.com/chatpacket/chatpacket/cluster"
-	"github.com/chatpacket/chatpacket/storage"
+	"github.com/chatpacket/chatpacket/actors/nodetest"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = nodetest.Quiet
 
 // apiServer runs the API on a real node, store and socket.
 func apiServer(t *testing.T) string {
 	t.Helper()
-	key := make([]byte, storage.MasterKeyLen)
-	rand.Read(key)
-	db, err := storage.Open(context.Background(), storage.Options{Dir: t.TempDir(), MasterKey: key, Shards: 8, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := shard.New(db)
-	cfg := cluster.LocalConfig()
-	cfg.Logger = quiet
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	n, err := cluster.Start(ctx, cfg, cluster.WithKinds(grains.Kinds()...),
-		cluster.WithExtensions(&grains.Deps{Machine: m, Now: time.Now, Log: quiet, CallTimeout: 5 * time.Second}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := nodetest.Start(t)
 	s := NewServer("127.0.0.1:0", quiet)
 	gw := gateway.New(n.Cluster, quiet)
-	(&API{Cluster: n.Cluster, Machine: m, Gateway: gw, Log: quiet, Now: time.Now}).Register(s)
+	(&API{Cluster: n.Cluster, Machine: n.Machine, Gateway: gw, Log: quiet, Now: time.Now}).Register(s)
 	ts := httptest.NewServer(s.http.Handler)
-	t.Cleanup(func() {
+	t.Cleanup(func() { // runs before the node's cleanup
 		ts.CloseClientConnections()
 		ts.Close()
 		gw.Close()
-		n.Stop(false)
-		m.Close()
-		db.Close()
 	})
 	return ts.URL
 }

@@ -10,18 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatpacket/chatpacket/actors/nodetest"
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// protoactor's log throttles end by themselves within a minute.
-		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.(*Gossiper).StartGossiping.NewThrottle.func3.1"),
-		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
-		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.NewGossipActor.NewThrottleWithLogger.func2.1"),
-	)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, nodetest.LeakIgnores...) }
 
 // echoServer serves WebSocket connections that answer each JSON frame with
 // {"type":"echo","frame":…}, an invalid one with an error frame, and the

@@ -2,35 +2,23 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chatpacket/chatpacket/actors/actorspb"
 	"github.com/chatpacket/chatpacket/actors/grainpb"
-	"github.com/chatpacket/chatpacket/actors/grains"
+	"github.com/chatpacket/chatpacket/actors/nodetest"
 	"github.com/chatpacket/chatpacket/actors/shard"
-	"github.com/chatpacket/chatpacket/cluster"
 	"github.com/chatpacket/chatpacket/storage"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.(*Gossiper).StartGossiping.NewThrottle.func3.1"),
-		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
-		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.NewGossipActor.NewThrottleWithLogger.func2.1"),
-	)
-}
-
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, nodetest.LeakIgnores...) }
 
 type env struct {
-	node    *cluster.Node
+	node    *nodetest.Node
 	machine *shard.Machine
 	gw      *Gateway
 	tenant  storage.ID
@@ -39,30 +27,10 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	key := make([]byte, storage.MasterKeyLen)
-	rand.Read(key)
-	db, err := storage.Open(context.Background(), storage.Options{Dir: t.TempDir(), MasterKey: key, Shards: 8, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := shard.New(db)
-	cfg := cluster.LocalConfig()
-	cfg.Logger = quiet
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	n, err := cluster.Start(ctx, cfg, cluster.WithKinds(grains.Kinds()...),
-		cluster.WithExtensions(&grains.Deps{Machine: m, Now: time.Now, Log: quiet, CallTimeout: 5 * time.Second}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw := New(n.Cluster, quiet)
-	t.Cleanup(func() {
-		gw.Close()
-		n.Stop(false)
-		m.Close()
-		db.Close()
-	})
-	return &env{node: n, machine: m, gw: gw, tenant: storage.NewID(), visitor: storage.NewID()}
+	n := nodetest.Start(t)
+	gw := New(n.Cluster, nodetest.Quiet)
+	t.Cleanup(gw.Close) // runs before the node's cleanup
+	return &env{node: n, machine: n.Machine, gw: gw, tenant: storage.NewID(), visitor: storage.NewID()}
 }
 
 func (e *env) post(t *testing.T, conv storage.ID, clientID, body string) uint64 {
