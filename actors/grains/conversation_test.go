@@ -1,65 +1,23 @@
-package grains
+package grains_test
 
 import (
-	"context"
-	"crypto/rand"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/chatpacket/chatpacket/actors/actorspb"
 	"github.com/chatpacket/chatpacket/actors/grainpb"
-	"github.com/chatpacket/chatpacket/actors/shard"
+	"github.com/chatpacket/chatpacket/actors/grains"
+	"github.com/chatpacket/chatpacket/actors/nodetest"
 	"github.com/chatpacket/chatpacket/cluster"
 	"github.com/chatpacket/chatpacket/storage"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.(*Gossiper).StartGossiping.NewThrottle.func3.1"),
-		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
-		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.NewGossipActor.NewThrottleWithLogger.func2.1"),
-	)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, nodetest.LeakIgnores...) }
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// startNode starts a cluster node with its own store and state machine.
-func startNode(t *testing.T, join ...string) *cluster.Node {
-	t.Helper()
-	key := make([]byte, storage.MasterKeyLen)
-	rand.Read(key)
-	db, err := storage.Open(context.Background(), storage.Options{Dir: t.TempDir(), MasterKey: key, Shards: 8, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := shard.New(db)
-	cfg := cluster.LocalConfig()
-	cfg.Logger = quiet
-	cfg.Join = join
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	n, err := cluster.Start(ctx, cfg,
-		cluster.WithKinds(Kinds()...),
-		cluster.WithExtensions(&Deps{Machine: m, Now: time.Now, Log: quiet, CallTimeout: 5 * time.Second}))
-	if err != nil {
-		m.Close()
-		db.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Graceful: protoactor's remote then stops its endpoint writers,
-		// which otherwise go on redialling a stopped peer for 10 s.
-		n.Stop(true)
-		m.Close()
-		db.Close()
-	})
-	return n
-}
+func startNode(t *testing.T, join ...string) *cluster.Node { return nodetest.Start(t, join...).Node }
 
 // subscriber is an actor that hands the events it receives to a channel.
 func subscriber(t *testing.T, n *cluster.Node) (*actor.PID, <-chan *grainpb.ConversationEvent) {
@@ -97,8 +55,8 @@ func TestConversationGrain(t *testing.T) {
 
 	// Subscribing to a conversation that does not exist yet is not found.
 	sub := &grainpb.SubscribeRequest{TenantId: tenant[:], SubscriberAddress: pid.Address, SubscriberId: pid.Id, LeaseMs: 30000}
-	if _, err := conv.Subscribe(sub); Reason(err) != ReasonNotFound {
-		t.Fatalf("Subscribe before the first message = %v; want %s", err, ReasonNotFound)
+	if _, err := conv.Subscribe(sub); grains.Reason(err) != grains.ReasonNotFound {
+		t.Fatalf("Subscribe before the first message = %v; want %s", err, grains.ReasonNotFound)
 	}
 
 	post := &grainpb.PostRequest{TenantId: tenant[:], VisitorId: visitor[:], Author: visitorAuthor(visitor), ClientId: "c1", Body: "hello"}
@@ -148,11 +106,11 @@ func TestConversationGrain(t *testing.T) {
 
 	// Another tenant sees nothing, and bad input is refused.
 	other := storage.NewID()
-	if _, err := conv.Read(&grainpb.ReadRequest{TenantId: other[:]}); Reason(err) != ReasonNotFound {
-		t.Fatalf("Read by another tenant = %v; want %s", err, ReasonNotFound)
+	if _, err := conv.Read(&grainpb.ReadRequest{TenantId: other[:]}); grains.Reason(err) != grains.ReasonNotFound {
+		t.Fatalf("Read by another tenant = %v; want %s", err, grains.ReasonNotFound)
 	}
-	if _, err := conv.Post(&grainpb.PostRequest{TenantId: tenant[:], Author: visitorAuthor(visitor), ClientId: "c9"}); Reason(err) != ReasonInvalid {
-		t.Fatalf("Post without a body = %v; want %s", err, ReasonInvalid)
+	if _, err := conv.Post(&grainpb.PostRequest{TenantId: tenant[:], Author: visitorAuthor(visitor), ClientId: "c9"}); grains.Reason(err) != grains.ReasonInvalid {
+		t.Fatalf("Post without a body = %v; want %s", err, grains.ReasonInvalid)
 	}
 }
 

@@ -1,4 +1,4 @@
-package grains
+package grains_test
 
 import (
 	"crypto/rand"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/chatpacket/chatpacket/actors/grainpb"
+	"github.com/chatpacket/chatpacket/actors/grains"
 	"github.com/chatpacket/chatpacket/storage"
 )
 
@@ -41,14 +42,14 @@ func TestSignup(t *testing.T) {
 	// The same email for another tenant is taken.
 	other := signupRequest("x")
 	other.EmailBlind = req.EmailBlind
-	if _, err := grainpb.GetTenantGrainClient(n.Cluster, storage.NewID().String()).Signup(other); Reason(err) != ReasonExists {
-		t.Fatalf("Signup with a taken email = %v; want %s", err, ReasonExists)
+	if _, err := grainpb.GetTenantGrainClient(n.Cluster, storage.NewID().String()).Signup(other); grains.Reason(err) != grains.ReasonExists {
+		t.Fatalf("Signup with a taken email = %v; want %s", err, grains.ReasonExists)
 	}
 	// A signup that names an existing tenant with another widget key does
 	// not add its owner to that tenant.
 	intruder := signupRequest("eve@example.com")
-	if _, err := client.Signup(intruder); Reason(err) != ReasonExists {
-		t.Fatalf("Signup into an existing tenant = %v; want %s", err, ReasonExists)
+	if _, err := client.Signup(intruder); grains.Reason(err) != grains.ReasonExists {
+		t.Fatalf("Signup into an existing tenant = %v; want %s", err, grains.ReasonExists)
 	}
 	// Its email claim was left behind with no account: a real signup with
 	// that email takes it over.
