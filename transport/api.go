@@ -95,6 +95,7 @@ func (a *API) Register(s *Server) {
 	a.registerWidget(s)
 	a.registerConversations(s)
 	a.registerSockets(s)
+	a.registerVisitors(s)
 }
 
 // apiError is an error with the status and code API.md gives it.

@@ -161,3 +161,18 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		t.Fatalf("tokens without credentials = %d %v; want 401", status, out)
 	}
 }
+
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}
+
+func decodeBody(t *testing.T, resp *http.Response) map[string]any {
+	t.Helper()
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("decode %d answer: %v", resp.StatusCode, err)
+	}
+	return out
+}

@@ -27,6 +27,9 @@ func (a *API) registerSockets(s *Server) {
 // ignored.
 type clientFrame struct {
 	Type           string `json:"type"`
+	URL            string `json:"url"`
+	Title          string `json:"title"`
+	Referrer       string `json:"referrer"`
 	ConversationID string `json:"conversation_id"`
 	ClientID       string `json:"client_id"`
 	Body           string `json:"body"`
@@ -129,6 +132,8 @@ func (s *socket) handle(ctx context.Context, raw []byte) {
 		err = s.typing(ctx, f)
 	case "read":
 		err = s.read(ctx, f)
+	case "page_view":
+		err = s.pageView(ctx, f)
 	default:
 		err = errorf(http.StatusBadRequest, "unknown_type", "no frame type %q", f.Type)
 	}
@@ -241,6 +246,19 @@ func (s *socket) read(ctx context.Context, f clientFrame) error {
 	}
 	_, err = grainpb.GetConversationGrainClient(s.api.Cluster, conv.String()).MarkRead(&grainpb.MarkReadRequest{TenantId: s.tenant[:], ReaderId: s.author.Id, Seq: f.Seq})
 	return grainErrorOrNil(err)
+}
+
+// pageView records a page the visitor opened (widget sockets only): the
+// agent's live context.
+func (s *socket) pageView(ctx context.Context, f clientFrame) error {
+	if s.visitor == nil {
+		return errorf(http.StatusBadRequest, "unknown_type", "page_view is for widget sockets")
+	}
+	_, err := s.api.apply(ctx, &actorspb.Command{Op: &actorspb.Command_AddPageView{AddPageView: &actorspb.AddPageView{
+		TenantId: s.tenant[:], VisitorId: s.visitor.id[:],
+		View: &actorspb.PageViewRecord{Url: f.URL, Title: f.Title, Referrer: f.Referrer, UnixMs: s.api.Now().UnixMilli()},
+	}}})
+	return err
 }
 
 func grainErrorOrNil(err error) error {

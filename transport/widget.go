@@ -80,6 +80,11 @@ func (a *API) widgetSession(_ http.ResponseWriter, r *http.Request) (int, any, e
 			}
 		}
 	}
+	if _, err := a.apply(ctx, &actorspb.Command{Op: &actorspb.Command_TouchVisitor{TouchVisitor: &actorspb.TouchVisitor{
+		TenantId: tenant[:], VisitorId: visitor[:], Tech: techOf(r), UnixMs: now.UnixMilli(),
+	}}}); err != nil {
+		return 0, nil, err
+	}
 	token, hash := newToken("v_")
 	if _, err := a.apply(ctx, &actorspb.Command{Op: &actorspb.Command_PutToken{PutToken: &actorspb.PutToken{Hash: hash, Token: &actorspb.TokenRecord{
 		Kind: actorspb.TokenKind_TOKEN_KIND_VISITOR, TenantId: tenant[:], SubjectId: visitor[:],

@@ -586,6 +586,8 @@ type Command struct {
 	//	*Command_DeleteToken
 	//	*Command_CreateVisitor
 	//	*Command_AddToInbox
+	//	*Command_TouchVisitor
+	//	*Command_AddPageView
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -727,6 +729,24 @@ func (x *Command) GetAddToInbox() *AddToInbox {
 	return nil
 }
 
+func (x *Command) GetTouchVisitor() *TouchVisitor {
+	if x != nil {
+		if x, ok := x.Op.(*Command_TouchVisitor); ok {
+			return x.TouchVisitor
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAddPageView() *AddPageView {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AddPageView); ok {
+			return x.AddPageView
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -775,6 +795,14 @@ type Command_AddToInbox struct {
 	AddToInbox *AddToInbox `protobuf:"bytes,11,opt,name=add_to_inbox,json=addToInbox,proto3,oneof"`
 }
 
+type Command_TouchVisitor struct {
+	TouchVisitor *TouchVisitor `protobuf:"bytes,12,opt,name=touch_visitor,json=touchVisitor,proto3,oneof"`
+}
+
+type Command_AddPageView struct {
+	AddPageView *AddPageView `protobuf:"bytes,13,opt,name=add_page_view,json=addPageView,proto3,oneof"`
+}
+
 func (*Command_Post) isCommand_Op() {}
 
 func (*Command_Assign) isCommand_Op() {}
@@ -796,6 +824,10 @@ func (*Command_DeleteToken) isCommand_Op() {}
 func (*Command_CreateVisitor) isCommand_Op() {}
 
 func (*Command_AddToInbox) isCommand_Op() {}
+
+func (*Command_TouchVisitor) isCommand_Op() {}
+
+func (*Command_AddPageView) isCommand_Op() {}
 
 // PostMessage appends a message. A conversation that does not exist yet is
 // created, open, for visitor_id. A client_id seen before in the conversation
@@ -1401,14 +1433,17 @@ func (x *TokenRecord) GetCreatedUnixMs() int64 {
 	return 0
 }
 
-// VisitorRecord is a widget visitor, sealed under the visitor's subject key.
+// VisitorRecord is a widget visitor, sealed under the visitor's subject key:
+// erasing the visitor erases all of it, IP address included.
 type VisitorRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	TenantId      []byte                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	CreatedUnixMs int64                  `protobuf:"varint,3,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	TenantId       []byte                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	CreatedUnixMs  int64                  `protobuf:"varint,3,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	Tech           *VisitorTech           `protobuf:"bytes,4,opt,name=tech,proto3" json:"tech,omitempty"`
+	LastSeenUnixMs int64                  `protobuf:"varint,5,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *VisitorRecord) Reset() {
@@ -1462,6 +1497,167 @@ func (x *VisitorRecord) GetCreatedUnixMs() int64 {
 	return 0
 }
 
+func (x *VisitorRecord) GetTech() *VisitorTech {
+	if x != nil {
+		return x.Tech
+	}
+	return nil
+}
+
+func (x *VisitorRecord) GetLastSeenUnixMs() int64 {
+	if x != nil {
+		return x.LastSeenUnixMs
+	}
+	return 0
+}
+
+// VisitorTech is the technical data of a visitor's latest session.
+type VisitorTech struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ip            string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
+	UserAgent     string                 `protobuf:"bytes,2,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
+	Browser       string                 `protobuf:"bytes,3,opt,name=browser,proto3" json:"browser,omitempty"`
+	Os            string                 `protobuf:"bytes,4,opt,name=os,proto3" json:"os,omitempty"`
+	Referrer      string                 `protobuf:"bytes,5,opt,name=referrer,proto3" json:"referrer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VisitorTech) Reset() {
+	*x = VisitorTech{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VisitorTech) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VisitorTech) ProtoMessage() {}
+
+func (x *VisitorTech) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VisitorTech.ProtoReflect.Descriptor instead.
+func (*VisitorTech) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *VisitorTech) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *VisitorTech) GetUserAgent() string {
+	if x != nil {
+		return x.UserAgent
+	}
+	return ""
+}
+
+func (x *VisitorTech) GetBrowser() string {
+	if x != nil {
+		return x.Browser
+	}
+	return ""
+}
+
+func (x *VisitorTech) GetOs() string {
+	if x != nil {
+		return x.Os
+	}
+	return ""
+}
+
+func (x *VisitorTech) GetReferrer() string {
+	if x != nil {
+		return x.Referrer
+	}
+	return ""
+}
+
+// PageViewRecord is one page a visitor opened on the business's site,
+// sealed under the visitor's subject key.
+type PageViewRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	Title         string                 `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	Referrer      string                 `protobuf:"bytes,3,opt,name=referrer,proto3" json:"referrer,omitempty"`
+	UnixMs        int64                  `protobuf:"varint,4,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PageViewRecord) Reset() {
+	*x = PageViewRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PageViewRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PageViewRecord) ProtoMessage() {}
+
+func (x *PageViewRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PageViewRecord.ProtoReflect.Descriptor instead.
+func (*PageViewRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PageViewRecord) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *PageViewRecord) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *PageViewRecord) GetReferrer() string {
+	if x != nil {
+		return x.Referrer
+	}
+	return ""
+}
+
+func (x *PageViewRecord) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
 // ClaimIndex creates an index entry. Claiming a key already claimed for the
 // same target succeeds (a retry); for another target it fails: the value
 // is taken (an email already signed up).
@@ -1479,7 +1675,7 @@ type ClaimIndex struct {
 
 func (x *ClaimIndex) Reset() {
 	*x = ClaimIndex{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[14]
+	mi := &file_actors_actorspb_records_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1687,7 @@ func (x *ClaimIndex) String() string {
 func (*ClaimIndex) ProtoMessage() {}
 
 func (x *ClaimIndex) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[14]
+	mi := &file_actors_actorspb_records_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1700,7 @@ func (x *ClaimIndex) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimIndex.ProtoReflect.Descriptor instead.
 func (*ClaimIndex) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{14}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ClaimIndex) GetKey() []byte {
@@ -1544,7 +1740,7 @@ type CreateTenant struct {
 
 func (x *CreateTenant) Reset() {
 	*x = CreateTenant{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[15]
+	mi := &file_actors_actorspb_records_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1752,7 @@ func (x *CreateTenant) String() string {
 func (*CreateTenant) ProtoMessage() {}
 
 func (x *CreateTenant) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[15]
+	mi := &file_actors_actorspb_records_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1765,7 @@ func (x *CreateTenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenant.ProtoReflect.Descriptor instead.
 func (*CreateTenant) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{15}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateTenant) GetTenant() *TenantRecord {
@@ -1588,7 +1784,7 @@ type CreateAgent struct {
 
 func (x *CreateAgent) Reset() {
 	*x = CreateAgent{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[16]
+	mi := &file_actors_actorspb_records_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1796,7 @@ func (x *CreateAgent) String() string {
 func (*CreateAgent) ProtoMessage() {}
 
 func (x *CreateAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[16]
+	mi := &file_actors_actorspb_records_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1809,7 @@ func (x *CreateAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAgent.ProtoReflect.Descriptor instead.
 func (*CreateAgent) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{16}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateAgent) GetAgent() *AgentRecord {
@@ -1633,7 +1829,7 @@ type PutToken struct {
 
 func (x *PutToken) Reset() {
 	*x = PutToken{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[17]
+	mi := &file_actors_actorspb_records_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1841,7 @@ func (x *PutToken) String() string {
 func (*PutToken) ProtoMessage() {}
 
 func (x *PutToken) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[17]
+	mi := &file_actors_actorspb_records_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1854,7 @@ func (x *PutToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
 func (*PutToken) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{17}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PutToken) GetHash() []byte {
@@ -1684,7 +1880,7 @@ type DeleteToken struct {
 
 func (x *DeleteToken) Reset() {
 	*x = DeleteToken{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[18]
+	mi := &file_actors_actorspb_records_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1696,7 +1892,7 @@ func (x *DeleteToken) String() string {
 func (*DeleteToken) ProtoMessage() {}
 
 func (x *DeleteToken) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[18]
+	mi := &file_actors_actorspb_records_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1709,7 +1905,7 @@ func (x *DeleteToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteToken.ProtoReflect.Descriptor instead.
 func (*DeleteToken) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{18}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteToken) GetHash() []byte {
@@ -1728,7 +1924,7 @@ type CreateVisitor struct {
 
 func (x *CreateVisitor) Reset() {
 	*x = CreateVisitor{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[19]
+	mi := &file_actors_actorspb_records_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +1936,7 @@ func (x *CreateVisitor) String() string {
 func (*CreateVisitor) ProtoMessage() {}
 
 func (x *CreateVisitor) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[19]
+	mi := &file_actors_actorspb_records_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +1949,7 @@ func (x *CreateVisitor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVisitor.ProtoReflect.Descriptor instead.
 func (*CreateVisitor) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{19}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateVisitor) GetVisitor() *VisitorRecord {
@@ -1777,7 +1973,7 @@ type InboxEntry struct {
 
 func (x *InboxEntry) Reset() {
 	*x = InboxEntry{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[20]
+	mi := &file_actors_actorspb_records_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +1985,7 @@ func (x *InboxEntry) String() string {
 func (*InboxEntry) ProtoMessage() {}
 
 func (x *InboxEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[20]
+	mi := &file_actors_actorspb_records_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +1998,7 @@ func (x *InboxEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboxEntry.ProtoReflect.Descriptor instead.
 func (*InboxEntry) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{20}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *InboxEntry) GetConversationId() []byte {
@@ -1826,6 +2022,136 @@ func (x *InboxEntry) GetCreatedUnixMs() int64 {
 	return 0
 }
 
+// TouchVisitor records a visitor's technical data at the start of a
+// session.
+type TouchVisitor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	VisitorId     []byte                 `protobuf:"bytes,2,opt,name=visitor_id,json=visitorId,proto3" json:"visitor_id,omitempty"`
+	Tech          *VisitorTech           `protobuf:"bytes,3,opt,name=tech,proto3" json:"tech,omitempty"`
+	UnixMs        int64                  `protobuf:"varint,4,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TouchVisitor) Reset() {
+	*x = TouchVisitor{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TouchVisitor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TouchVisitor) ProtoMessage() {}
+
+func (x *TouchVisitor) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TouchVisitor.ProtoReflect.Descriptor instead.
+func (*TouchVisitor) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *TouchVisitor) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *TouchVisitor) GetVisitorId() []byte {
+	if x != nil {
+		return x.VisitorId
+	}
+	return nil
+}
+
+func (x *TouchVisitor) GetTech() *VisitorTech {
+	if x != nil {
+		return x.Tech
+	}
+	return nil
+}
+
+func (x *TouchVisitor) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+type AddPageView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	VisitorId     []byte                 `protobuf:"bytes,2,opt,name=visitor_id,json=visitorId,proto3" json:"visitor_id,omitempty"`
+	View          *PageViewRecord        `protobuf:"bytes,3,opt,name=view,proto3" json:"view,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddPageView) Reset() {
+	*x = AddPageView{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddPageView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddPageView) ProtoMessage() {}
+
+func (x *AddPageView) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddPageView.ProtoReflect.Descriptor instead.
+func (*AddPageView) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AddPageView) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *AddPageView) GetVisitorId() []byte {
+	if x != nil {
+		return x.VisitorId
+	}
+	return nil
+}
+
+func (x *AddPageView) GetView() *PageViewRecord {
+	if x != nil {
+		return x.View
+	}
+	return nil
+}
+
 type AddToInbox struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -1836,7 +2162,7 @@ type AddToInbox struct {
 
 func (x *AddToInbox) Reset() {
 	*x = AddToInbox{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[21]
+	mi := &file_actors_actorspb_records_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +2174,7 @@ func (x *AddToInbox) String() string {
 func (*AddToInbox) ProtoMessage() {}
 
 func (x *AddToInbox) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[21]
+	mi := &file_actors_actorspb_records_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +2187,7 @@ func (x *AddToInbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddToInbox.ProtoReflect.Descriptor instead.
 func (*AddToInbox) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{21}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AddToInbox) GetTenantId() []byte {
@@ -1891,7 +2217,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[22]
+	mi := &file_actors_actorspb_records_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2229,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[22]
+	mi := &file_actors_actorspb_records_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2242,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{22}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Result) GetSeq() uint64 {
@@ -1977,7 +2303,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"\"\n" +
 	"\x0eClientIDRecord\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xff\x05\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x93\a\n" +
 	"\aCommand\x127\n" +
 	"\x04post\x18\x01 \x01(\v2!.chatpacket.actors.v1.PostMessageH\x00R\x04post\x12B\n" +
 	"\x06assign\x18\x02 \x01(\v2(.chatpacket.actors.v1.AssignConversationH\x00R\x06assign\x12?\n" +
@@ -1992,7 +2318,9 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x0ecreate_visitor\x18\n" +
 	" \x01(\v2#.chatpacket.actors.v1.CreateVisitorH\x00R\rcreateVisitor\x12D\n" +
 	"\fadd_to_inbox\x18\v \x01(\v2 .chatpacket.actors.v1.AddToInboxH\x00R\n" +
-	"addToInboxB\x04\n" +
+	"addToInbox\x12I\n" +
+	"\rtouch_visitor\x18\f \x01(\v2\".chatpacket.actors.v1.TouchVisitorH\x00R\ftouchVisitor\x12G\n" +
+	"\radd_page_view\x18\r \x01(\v2!.chatpacket.actors.v1.AddPageViewH\x00R\vaddPageViewB\x04\n" +
 	"\x02op\"\xf2\x01\n" +
 	"\vPostMessage\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
@@ -2044,11 +2372,25 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"csrf_token\x18\x04 \x01(\tR\tcsrfToken\x12&\n" +
 	"\x0fexpires_unix_ms\x18\x05 \x01(\x03R\rexpiresUnixMs\x12\x12\n" +
 	"\x04name\x18\x06 \x01(\tR\x04name\x12&\n" +
-	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\"d\n" +
+	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\"\xc6\x01\n" +
 	"\rVisitorRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\"\xce\x01\n" +
+	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\x125\n" +
+	"\x04tech\x18\x04 \x01(\v2!.chatpacket.actors.v1.VisitorTechR\x04tech\x12)\n" +
+	"\x11last_seen_unix_ms\x18\x05 \x01(\x03R\x0elastSeenUnixMs\"\x82\x01\n" +
+	"\vVisitorTech\x12\x0e\n" +
+	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x1d\n" +
+	"\n" +
+	"user_agent\x18\x02 \x01(\tR\tuserAgent\x12\x18\n" +
+	"\abrowser\x18\x03 \x01(\tR\abrowser\x12\x0e\n" +
+	"\x02os\x18\x04 \x01(\tR\x02os\x12\x1a\n" +
+	"\breferrer\x18\x05 \x01(\tR\breferrer\"m\n" +
+	"\x0ePageViewRecord\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12\x1a\n" +
+	"\breferrer\x18\x03 \x01(\tR\breferrer\x12\x17\n" +
+	"\aunix_ms\x18\x04 \x01(\x03R\x06unixMs\"\xce\x01\n" +
 	"\n" +
 	"ClaimIndex\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x126\n" +
@@ -2071,7 +2413,18 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x0fconversation_id\x18\x01 \x01(\fR\x0econversationId\x12\x1d\n" +
 	"\n" +
 	"visitor_id\x18\x02 \x01(\fR\tvisitorId\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\"a\n" +
+	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\"\x9a\x01\n" +
+	"\fTouchVisitor\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1d\n" +
+	"\n" +
+	"visitor_id\x18\x02 \x01(\fR\tvisitorId\x125\n" +
+	"\x04tech\x18\x03 \x01(\v2!.chatpacket.actors.v1.VisitorTechR\x04tech\x12\x17\n" +
+	"\aunix_ms\x18\x04 \x01(\x03R\x06unixMs\"\x83\x01\n" +
+	"\vAddPageView\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1d\n" +
+	"\n" +
+	"visitor_id\x18\x02 \x01(\fR\tvisitorId\x128\n" +
+	"\x04view\x18\x03 \x01(\v2$.chatpacket.actors.v1.PageViewRecordR\x04view\"a\n" +
 	"\n" +
 	"AddToInbox\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x126\n" +
@@ -2123,7 +2476,7 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),            // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),    // 1: chatpacket.actors.v1.ConversationStatus
@@ -2144,50 +2497,59 @@ var file_actors_actorspb_records_proto_goTypes = []any{
 	(*IndexRecord)(nil),        // 16: chatpacket.actors.v1.IndexRecord
 	(*TokenRecord)(nil),        // 17: chatpacket.actors.v1.TokenRecord
 	(*VisitorRecord)(nil),      // 18: chatpacket.actors.v1.VisitorRecord
-	(*ClaimIndex)(nil),         // 19: chatpacket.actors.v1.ClaimIndex
-	(*CreateTenant)(nil),       // 20: chatpacket.actors.v1.CreateTenant
-	(*CreateAgent)(nil),        // 21: chatpacket.actors.v1.CreateAgent
-	(*PutToken)(nil),           // 22: chatpacket.actors.v1.PutToken
-	(*DeleteToken)(nil),        // 23: chatpacket.actors.v1.DeleteToken
-	(*CreateVisitor)(nil),      // 24: chatpacket.actors.v1.CreateVisitor
-	(*InboxEntry)(nil),         // 25: chatpacket.actors.v1.InboxEntry
-	(*AddToInbox)(nil),         // 26: chatpacket.actors.v1.AddToInbox
-	(*Result)(nil),             // 27: chatpacket.actors.v1.Result
-	nil,                        // 28: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	(*VisitorTech)(nil),        // 19: chatpacket.actors.v1.VisitorTech
+	(*PageViewRecord)(nil),     // 20: chatpacket.actors.v1.PageViewRecord
+	(*ClaimIndex)(nil),         // 21: chatpacket.actors.v1.ClaimIndex
+	(*CreateTenant)(nil),       // 22: chatpacket.actors.v1.CreateTenant
+	(*CreateAgent)(nil),        // 23: chatpacket.actors.v1.CreateAgent
+	(*PutToken)(nil),           // 24: chatpacket.actors.v1.PutToken
+	(*DeleteToken)(nil),        // 25: chatpacket.actors.v1.DeleteToken
+	(*CreateVisitor)(nil),      // 26: chatpacket.actors.v1.CreateVisitor
+	(*InboxEntry)(nil),         // 27: chatpacket.actors.v1.InboxEntry
+	(*TouchVisitor)(nil),       // 28: chatpacket.actors.v1.TouchVisitor
+	(*AddPageView)(nil),        // 29: chatpacket.actors.v1.AddPageView
+	(*AddToInbox)(nil),         // 30: chatpacket.actors.v1.AddToInbox
+	(*Result)(nil),             // 31: chatpacket.actors.v1.Result
+	nil,                        // 32: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	28, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	32, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 	5,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
 	10, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
 	11, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
 	12, // 6: chatpacket.actors.v1.Command.close:type_name -> chatpacket.actors.v1.CloseConversation
 	13, // 7: chatpacket.actors.v1.Command.mark_read:type_name -> chatpacket.actors.v1.MarkRead
-	19, // 8: chatpacket.actors.v1.Command.claim_index:type_name -> chatpacket.actors.v1.ClaimIndex
-	20, // 9: chatpacket.actors.v1.Command.create_tenant:type_name -> chatpacket.actors.v1.CreateTenant
-	21, // 10: chatpacket.actors.v1.Command.create_agent:type_name -> chatpacket.actors.v1.CreateAgent
-	22, // 11: chatpacket.actors.v1.Command.put_token:type_name -> chatpacket.actors.v1.PutToken
-	23, // 12: chatpacket.actors.v1.Command.delete_token:type_name -> chatpacket.actors.v1.DeleteToken
-	24, // 13: chatpacket.actors.v1.Command.create_visitor:type_name -> chatpacket.actors.v1.CreateVisitor
-	26, // 14: chatpacket.actors.v1.Command.add_to_inbox:type_name -> chatpacket.actors.v1.AddToInbox
-	5,  // 15: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
-	2,  // 16: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
-	4,  // 17: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
-	3,  // 18: chatpacket.actors.v1.ClaimIndex.scope:type_name -> chatpacket.actors.v1.IndexScope
-	16, // 19: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	16, // 20: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
-	14, // 21: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	15, // 22: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	17, // 23: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	18, // 24: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	25, // 25: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
-	6,  // 26: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	21, // 8: chatpacket.actors.v1.Command.claim_index:type_name -> chatpacket.actors.v1.ClaimIndex
+	22, // 9: chatpacket.actors.v1.Command.create_tenant:type_name -> chatpacket.actors.v1.CreateTenant
+	23, // 10: chatpacket.actors.v1.Command.create_agent:type_name -> chatpacket.actors.v1.CreateAgent
+	24, // 11: chatpacket.actors.v1.Command.put_token:type_name -> chatpacket.actors.v1.PutToken
+	25, // 12: chatpacket.actors.v1.Command.delete_token:type_name -> chatpacket.actors.v1.DeleteToken
+	26, // 13: chatpacket.actors.v1.Command.create_visitor:type_name -> chatpacket.actors.v1.CreateVisitor
+	30, // 14: chatpacket.actors.v1.Command.add_to_inbox:type_name -> chatpacket.actors.v1.AddToInbox
+	28, // 15: chatpacket.actors.v1.Command.touch_visitor:type_name -> chatpacket.actors.v1.TouchVisitor
+	29, // 16: chatpacket.actors.v1.Command.add_page_view:type_name -> chatpacket.actors.v1.AddPageView
+	5,  // 17: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	2,  // 18: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
+	4,  // 19: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
+	19, // 20: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	3,  // 21: chatpacket.actors.v1.ClaimIndex.scope:type_name -> chatpacket.actors.v1.IndexScope
+	16, // 22: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	16, // 23: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	14, // 24: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	15, // 25: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	17, // 26: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	18, // 27: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	19, // 28: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	20, // 29: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	27, // 30: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
+	6,  // 31: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -2207,6 +2569,8 @@ func file_actors_actorspb_records_proto_init() {
 		(*Command_DeleteToken)(nil),
 		(*Command_CreateVisitor)(nil),
 		(*Command_AddToInbox)(nil),
+		(*Command_TouchVisitor)(nil),
+		(*Command_AddPageView)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2214,7 +2578,7 @@ func file_actors_actorspb_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

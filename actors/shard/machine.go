@@ -45,6 +45,7 @@ const (
 	TableToken                                        // TokenRecord by SHA-256 of the token
 	TableVisitor                                      // VisitorRecord by visitor id
 	TableInbox                                        // InboxEntry by tenant id, conversation id
+	TablePageView                                     // PageViewRecord by visitor id, time
 )
 
 // Limits on what a command may carry.
@@ -185,6 +186,10 @@ func routeOf(cmd *actorspb.Command) ([]byte, error) {
 		raw, field = op.CreateVisitor.GetVisitor().GetId(), "visitor.id"
 	case *actorspb.Command_AddToInbox:
 		raw, field = op.AddToInbox.TenantId, "tenant_id"
+	case *actorspb.Command_TouchVisitor:
+		raw, field = op.TouchVisitor.VisitorId, "visitor_id"
+	case *actorspb.Command_AddPageView:
+		raw, field = op.AddPageView.VisitorId, "visitor_id"
 	default:
 		return nil, fmt.Errorf("%w: no operation", ErrInvalid)
 	}

@@ -72,6 +72,10 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 		res, err = s.createVisitor(ctx, ch, op.CreateVisitor.GetVisitor())
 	case *actorspb.Command_AddToInbox:
 		res, err = s.addToInbox(ctx, ch, op.AddToInbox)
+	case *actorspb.Command_TouchVisitor:
+		res, err = s.touchVisitor(ctx, ch, op.TouchVisitor)
+	case *actorspb.Command_AddPageView:
+		res, err = s.addPageView(ctx, ch, op.AddPageView)
 	default:
 		err = fmt.Errorf("%w: no operation", ErrInvalid)
 	}

@@ -1,0 +1,129 @@
+package shard
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/chatpacket/chatpacket/actors/actorspb"
+	"github.com/chatpacket/chatpacket/storage"
+	"google.golang.org/protobuf/proto"
+)
+
+// Limits on what a visitor's browser may report.
+const (
+	MaxURLBytes   = 2048
+	MaxTitleBytes = 512
+	MaxUABytes    = 512
+)
+
+func pageViewKey(db *storage.DB, visitor storage.ID, unixMs int64, n uint32) []byte {
+	suffix := binary.BigEndian.AppendUint64(nil, uint64(unixMs))
+	return storage.Key(shardOf(db, visitor), TablePageView, visitor[:], binary.BigEndian.AppendUint32(suffix, n))
+}
+
+// visitorOf reads a visitor of tenant as the batch sees it.
+func (s *state) visitorOf(ctx context.Context, tenant, visitor storage.ID) (*actorspb.VisitorRecord, error) {
+	var rec actorspb.VisitorRecord
+	found, err := s.exists(ctx, visitorKey(s.db, visitor), &rec)
+	switch {
+	case err != nil:
+		return nil, err
+	case !found || string(rec.TenantId) != string(tenant[:]):
+		return nil, ErrNotFound
+	}
+	return &rec, nil
+}
+
+func (s *state) touchVisitor(ctx context.Context, ch *change, t *actorspb.TouchVisitor) (*actorspb.Result, error) {
+	tenant, err := idFrom(t.TenantId, "tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	visitor, err := idFrom(t.VisitorId, "visitor_id")
+	if err != nil {
+		return nil, err
+	}
+	if len(t.GetTech().GetUserAgent()) > MaxUABytes || len(t.GetTech().GetReferrer()) > MaxURLBytes {
+		return nil, fmt.Errorf("%w: technical data too long", ErrInvalid)
+	}
+	rec, err := s.visitorOf(ctx, tenant, visitor)
+	if err != nil {
+		return nil, err
+	}
+	rec.Tech, rec.LastSeenUnixMs = t.Tech, t.UnixMs
+	key := visitorKey(s.db, visitor)
+	if err := ch.staged.Put(ctx, key, storage.SubjectKey(tenant, visitor), rec); err != nil {
+		return nil, err
+	}
+	s.stage(ch, key, rec)
+	return &actorspb.Result{}, nil
+}
+
+func (s *state) addPageView(ctx context.Context, ch *change, a *actorspb.AddPageView) (*actorspb.Result, error) {
+	tenant, err := idFrom(a.TenantId, "tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	visitor, err := idFrom(a.VisitorId, "visitor_id")
+	if err != nil {
+		return nil, err
+	}
+	v := a.GetView()
+	switch {
+	case v.GetUrl() == "" || len(v.Url) > MaxURLBytes || len(v.Referrer) > MaxURLBytes:
+		return nil, fmt.Errorf("%w: a page view needs a url of at most %d bytes", ErrInvalid, MaxURLBytes)
+	case len(v.Title) > MaxTitleBytes:
+		return nil, fmt.Errorf("%w: title over %d bytes", ErrInvalid, MaxTitleBytes)
+	case v.UnixMs <= 0:
+		return nil, fmt.Errorf("%w: no time", ErrInvalid)
+	}
+	if _, err := s.visitorOf(ctx, tenant, visitor); err != nil {
+		return nil, err
+	}
+	// Two views in one millisecond get distinct keys.
+	var key []byte
+	for n := uint32(0); ; n++ {
+		key = pageViewKey(s.db, visitor, v.UnixMs, n)
+		found, err := s.exists(ctx, key, nil)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			break
+		}
+	}
+	if err := ch.staged.Put(ctx, key, storage.SubjectKey(tenant, visitor), v); err != nil {
+		return nil, err
+	}
+	s.stage(ch, key, v)
+	return &actorspb.Result{}, nil
+}
+
+// PageViews returns a visitor's latest page views, newest first, at most
+// limit.
+func (m *Machine) PageViews(ctx context.Context, tenant, visitor storage.ID, limit int) ([]*actorspb.PageViewRecord, error) {
+	if _, err := m.Visitor(ctx, tenant, visitor); err != nil {
+		return nil, err
+	}
+	prefix := storage.Key(shardOf(m.db, visitor), TablePageView, visitor[:])
+	var all []*actorspb.PageViewRecord
+	err := m.db.ScanPrefix(ctx, prefix, func(_ []byte, open func(proto.Message) error) error {
+		var v actorspb.PageViewRecord
+		if err := open(&v); err != nil {
+			return err
+		}
+		all = append(all, &v)
+		return nil
+	})
+	if err != nil && !errors.Is(err, storage.ErrErased) {
+		return nil, err
+	}
+	// Keys sort oldest first; answer the newest.
+	out := make([]*actorspb.PageViewRecord, 0, min(limit, len(all)))
+	for i := len(all) - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, all[i])
+	}
+	return out, nil
+}
