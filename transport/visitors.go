@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/mail"
 	"strings"
 	"time"
 
@@ -17,6 +18,32 @@ import (
 
 func (a *API) registerVisitors(s *Server) {
 	s.Handle("GET /api/v1/visitors/{id}", a.handler(a.authenticated(a.getVisitor)))
+	s.Handle("POST /api/v1/widget/contact", a.handler(a.visitorOnly(a.setContact)))
+}
+
+type contactRequest struct {
+	Name  string `json:"name"`
+	Email string `json:"email"`
+}
+
+// setContact records the name and email a visitor chose to give.
+func (a *API) setContact(_ http.ResponseWriter, r *http.Request, v visitor) (int, any, error) {
+	var req contactRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	email := strings.TrimSpace(req.Email)
+	if email != "" {
+		if addr, err := mail.ParseAddress(email); err != nil || addr.Address != email {
+			return 0, nil, errorf(http.StatusBadRequest, "invalid_email", "give a plain email address, or none")
+		}
+	}
+	if _, err := a.apply(r.Context(), &actorspb.Command{Op: &actorspb.Command_SetVisitorContact{SetVisitorContact: &actorspb.SetVisitorContact{
+		TenantId: v.tenant[:], VisitorId: v.id[:], Name: strings.TrimSpace(req.Name), Email: email,
+	}}}); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusNoContent, nil, nil
 }
 
 // techOf reads a request's technical data. The IP is the connection's peer:
@@ -100,6 +127,7 @@ func (a *API) getVisitor(_ http.ResponseWriter, r *http.Request, p *principal) (
 	body := map[string]any{
 		"id": id.String(), "browser": t.GetBrowser(), "os": t.GetOs(), "ip": t.GetIp(),
 		"user_agent": t.GetUserAgent(), "referrer": t.GetReferrer(), "page_views": out,
+		"name": rec.ContactName, "email": rec.ContactEmail,
 	}
 	if rec.LastSeenUnixMs > 0 {
 		body["last_seen_at"] = time.UnixMilli(rec.LastSeenUnixMs).UTC().Format(time.RFC3339)

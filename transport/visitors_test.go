@@ -46,11 +46,20 @@ func TestVisitorPanel(t *testing.T) {
 		t.Fatalf("page_view without a url = %v; want an invalid error frame", e)
 	}
 
+	vc := newClient(t, base)
+	vc.auth = sess["visitor_token"].(string)
+	if status, out := vc.call("POST", "/api/v1/widget/contact", map[string]string{"name": "Grace", "email": "not an email"}); status != http.StatusBadRequest {
+		t.Fatalf("contact with a bad email = %d %v; want 400", status, out)
+	}
+	if status, out := vc.call("POST", "/api/v1/widget/contact", map[string]string{"name": "Grace", "email": "grace@example.com"}); status != http.StatusNoContent {
+		t.Fatalf("contact = %d %v; want 204", status, out)
+	}
+
 	status, v := agent.call("GET", "/api/v1/visitors/"+vid, nil)
 	views, _ := v["page_views"].([]any)
 	if status != http.StatusOK || v["browser"] != "Firefox" || v["os"] != "Linux" || len(views) != 2 ||
-		views[0].(map[string]any)["title"] != "Pricing" {
-		t.Fatalf("visitor = %d %v; want Firefox on Linux and two pages, newest first", status, v)
+		views[0].(map[string]any)["title"] != "Pricing" || v["name"] != "Grace" || v["email"] != "grace@example.com" {
+		t.Fatalf("visitor = %d %v; want Firefox on Linux, two pages newest first, and the contact given", status, v)
 	}
 	eve, _ := loggedIn(t, base, "eve@example.com")
 	if status, _ := eve.call("GET", "/api/v1/visitors/"+vid, nil); status != http.StatusNotFound {

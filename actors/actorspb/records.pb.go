@@ -588,6 +588,7 @@ type Command struct {
 	//	*Command_AddToInbox
 	//	*Command_TouchVisitor
 	//	*Command_AddPageView
+	//	*Command_SetVisitorContact
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -747,6 +748,15 @@ func (x *Command) GetAddPageView() *AddPageView {
 	return nil
 }
 
+func (x *Command) GetSetVisitorContact() *SetVisitorContact {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetVisitorContact); ok {
+			return x.SetVisitorContact
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -803,6 +813,10 @@ type Command_AddPageView struct {
 	AddPageView *AddPageView `protobuf:"bytes,13,opt,name=add_page_view,json=addPageView,proto3,oneof"`
 }
 
+type Command_SetVisitorContact struct {
+	SetVisitorContact *SetVisitorContact `protobuf:"bytes,14,opt,name=set_visitor_contact,json=setVisitorContact,proto3,oneof"`
+}
+
 func (*Command_Post) isCommand_Op() {}
 
 func (*Command_Assign) isCommand_Op() {}
@@ -828,6 +842,8 @@ func (*Command_AddToInbox) isCommand_Op() {}
 func (*Command_TouchVisitor) isCommand_Op() {}
 
 func (*Command_AddPageView) isCommand_Op() {}
+
+func (*Command_SetVisitorContact) isCommand_Op() {}
 
 // PostMessage appends a message. A conversation that does not exist yet is
 // created, open, for visitor_id. A client_id seen before in the conversation
@@ -1442,8 +1458,11 @@ type VisitorRecord struct {
 	CreatedUnixMs  int64                  `protobuf:"varint,3,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
 	Tech           *VisitorTech           `protobuf:"bytes,4,opt,name=tech,proto3" json:"tech,omitempty"`
 	LastSeenUnixMs int64                  `protobuf:"varint,5,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Contact details the visitor chose to give; empty until they do.
+	ContactName   string `protobuf:"bytes,6,opt,name=contact_name,json=contactName,proto3" json:"contact_name,omitempty"`
+	ContactEmail  string `protobuf:"bytes,7,opt,name=contact_email,json=contactEmail,proto3" json:"contact_email,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VisitorRecord) Reset() {
@@ -1509,6 +1528,20 @@ func (x *VisitorRecord) GetLastSeenUnixMs() int64 {
 		return x.LastSeenUnixMs
 	}
 	return 0
+}
+
+func (x *VisitorRecord) GetContactName() string {
+	if x != nil {
+		return x.ContactName
+	}
+	return ""
+}
+
+func (x *VisitorRecord) GetContactEmail() string {
+	if x != nil {
+		return x.ContactEmail
+	}
+	return ""
 }
 
 // VisitorTech is the technical data of a visitor's latest session.
@@ -2092,6 +2125,76 @@ func (x *TouchVisitor) GetUnixMs() int64 {
 	return 0
 }
 
+// SetVisitorContact records the name and email a visitor chose to give
+// (either may be empty to remove it).
+type SetVisitorContact struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	VisitorId     []byte                 `protobuf:"bytes,2,opt,name=visitor_id,json=visitorId,proto3" json:"visitor_id,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Email         string                 `protobuf:"bytes,4,opt,name=email,proto3" json:"email,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetVisitorContact) Reset() {
+	*x = SetVisitorContact{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetVisitorContact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetVisitorContact) ProtoMessage() {}
+
+func (x *SetVisitorContact) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetVisitorContact.ProtoReflect.Descriptor instead.
+func (*SetVisitorContact) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SetVisitorContact) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *SetVisitorContact) GetVisitorId() []byte {
+	if x != nil {
+		return x.VisitorId
+	}
+	return nil
+}
+
+func (x *SetVisitorContact) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetVisitorContact) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
 type AddPageView struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -2103,7 +2206,7 @@ type AddPageView struct {
 
 func (x *AddPageView) Reset() {
 	*x = AddPageView{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[24]
+	mi := &file_actors_actorspb_records_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2218,7 @@ func (x *AddPageView) String() string {
 func (*AddPageView) ProtoMessage() {}
 
 func (x *AddPageView) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[24]
+	mi := &file_actors_actorspb_records_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2231,7 @@ func (x *AddPageView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPageView.ProtoReflect.Descriptor instead.
 func (*AddPageView) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{24}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AddPageView) GetTenantId() []byte {
@@ -2162,7 +2265,7 @@ type AddToInbox struct {
 
 func (x *AddToInbox) Reset() {
 	*x = AddToInbox{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[25]
+	mi := &file_actors_actorspb_records_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2277,7 @@ func (x *AddToInbox) String() string {
 func (*AddToInbox) ProtoMessage() {}
 
 func (x *AddToInbox) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[25]
+	mi := &file_actors_actorspb_records_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2290,7 @@ func (x *AddToInbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddToInbox.ProtoReflect.Descriptor instead.
 func (*AddToInbox) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{25}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AddToInbox) GetTenantId() []byte {
@@ -2217,7 +2320,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[26]
+	mi := &file_actors_actorspb_records_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2332,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[26]
+	mi := &file_actors_actorspb_records_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2345,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{26}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Result) GetSeq() uint64 {
@@ -2303,7 +2406,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"\"\n" +
 	"\x0eClientIDRecord\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x93\a\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xee\a\n" +
 	"\aCommand\x127\n" +
 	"\x04post\x18\x01 \x01(\v2!.chatpacket.actors.v1.PostMessageH\x00R\x04post\x12B\n" +
 	"\x06assign\x18\x02 \x01(\v2(.chatpacket.actors.v1.AssignConversationH\x00R\x06assign\x12?\n" +
@@ -2320,7 +2423,8 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\fadd_to_inbox\x18\v \x01(\v2 .chatpacket.actors.v1.AddToInboxH\x00R\n" +
 	"addToInbox\x12I\n" +
 	"\rtouch_visitor\x18\f \x01(\v2\".chatpacket.actors.v1.TouchVisitorH\x00R\ftouchVisitor\x12G\n" +
-	"\radd_page_view\x18\r \x01(\v2!.chatpacket.actors.v1.AddPageViewH\x00R\vaddPageViewB\x04\n" +
+	"\radd_page_view\x18\r \x01(\v2!.chatpacket.actors.v1.AddPageViewH\x00R\vaddPageView\x12Y\n" +
+	"\x13set_visitor_contact\x18\x0e \x01(\v2'.chatpacket.actors.v1.SetVisitorContactH\x00R\x11setVisitorContactB\x04\n" +
 	"\x02op\"\xf2\x01\n" +
 	"\vPostMessage\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
@@ -2372,13 +2476,15 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"csrf_token\x18\x04 \x01(\tR\tcsrfToken\x12&\n" +
 	"\x0fexpires_unix_ms\x18\x05 \x01(\x03R\rexpiresUnixMs\x12\x12\n" +
 	"\x04name\x18\x06 \x01(\tR\x04name\x12&\n" +
-	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\"\xc6\x01\n" +
+	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\"\x8e\x02\n" +
 	"\rVisitorRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\x125\n" +
 	"\x04tech\x18\x04 \x01(\v2!.chatpacket.actors.v1.VisitorTechR\x04tech\x12)\n" +
-	"\x11last_seen_unix_ms\x18\x05 \x01(\x03R\x0elastSeenUnixMs\"\x82\x01\n" +
+	"\x11last_seen_unix_ms\x18\x05 \x01(\x03R\x0elastSeenUnixMs\x12!\n" +
+	"\fcontact_name\x18\x06 \x01(\tR\vcontactName\x12#\n" +
+	"\rcontact_email\x18\a \x01(\tR\fcontactEmail\"\x82\x01\n" +
 	"\vVisitorTech\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x1d\n" +
 	"\n" +
@@ -2419,7 +2525,13 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\n" +
 	"visitor_id\x18\x02 \x01(\fR\tvisitorId\x125\n" +
 	"\x04tech\x18\x03 \x01(\v2!.chatpacket.actors.v1.VisitorTechR\x04tech\x12\x17\n" +
-	"\aunix_ms\x18\x04 \x01(\x03R\x06unixMs\"\x83\x01\n" +
+	"\aunix_ms\x18\x04 \x01(\x03R\x06unixMs\"y\n" +
+	"\x11SetVisitorContact\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1d\n" +
+	"\n" +
+	"visitor_id\x18\x02 \x01(\fR\tvisitorId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
+	"\x05email\x18\x04 \x01(\tR\x05email\"\x83\x01\n" +
 	"\vAddPageView\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -2476,7 +2588,7 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),            // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),    // 1: chatpacket.actors.v1.ConversationStatus
@@ -2507,15 +2619,16 @@ var file_actors_actorspb_records_proto_goTypes = []any{
 	(*CreateVisitor)(nil),      // 26: chatpacket.actors.v1.CreateVisitor
 	(*InboxEntry)(nil),         // 27: chatpacket.actors.v1.InboxEntry
 	(*TouchVisitor)(nil),       // 28: chatpacket.actors.v1.TouchVisitor
-	(*AddPageView)(nil),        // 29: chatpacket.actors.v1.AddPageView
-	(*AddToInbox)(nil),         // 30: chatpacket.actors.v1.AddToInbox
-	(*Result)(nil),             // 31: chatpacket.actors.v1.Result
-	nil,                        // 32: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	(*SetVisitorContact)(nil),  // 29: chatpacket.actors.v1.SetVisitorContact
+	(*AddPageView)(nil),        // 30: chatpacket.actors.v1.AddPageView
+	(*AddToInbox)(nil),         // 31: chatpacket.actors.v1.AddToInbox
+	(*Result)(nil),             // 32: chatpacket.actors.v1.Result
+	nil,                        // 33: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	32, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	33, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 	5,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
 	10, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
 	11, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
@@ -2527,29 +2640,30 @@ var file_actors_actorspb_records_proto_depIdxs = []int32{
 	24, // 11: chatpacket.actors.v1.Command.put_token:type_name -> chatpacket.actors.v1.PutToken
 	25, // 12: chatpacket.actors.v1.Command.delete_token:type_name -> chatpacket.actors.v1.DeleteToken
 	26, // 13: chatpacket.actors.v1.Command.create_visitor:type_name -> chatpacket.actors.v1.CreateVisitor
-	30, // 14: chatpacket.actors.v1.Command.add_to_inbox:type_name -> chatpacket.actors.v1.AddToInbox
+	31, // 14: chatpacket.actors.v1.Command.add_to_inbox:type_name -> chatpacket.actors.v1.AddToInbox
 	28, // 15: chatpacket.actors.v1.Command.touch_visitor:type_name -> chatpacket.actors.v1.TouchVisitor
-	29, // 16: chatpacket.actors.v1.Command.add_page_view:type_name -> chatpacket.actors.v1.AddPageView
-	5,  // 17: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
-	2,  // 18: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
-	4,  // 19: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
-	19, // 20: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	3,  // 21: chatpacket.actors.v1.ClaimIndex.scope:type_name -> chatpacket.actors.v1.IndexScope
-	16, // 22: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	16, // 23: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
-	14, // 24: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	15, // 25: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	17, // 26: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	18, // 27: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	19, // 28: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	20, // 29: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	27, // 30: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
-	6,  // 31: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	30, // 16: chatpacket.actors.v1.Command.add_page_view:type_name -> chatpacket.actors.v1.AddPageView
+	29, // 17: chatpacket.actors.v1.Command.set_visitor_contact:type_name -> chatpacket.actors.v1.SetVisitorContact
+	5,  // 18: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	2,  // 19: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
+	4,  // 20: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
+	19, // 21: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	3,  // 22: chatpacket.actors.v1.ClaimIndex.scope:type_name -> chatpacket.actors.v1.IndexScope
+	16, // 23: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	16, // 24: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	14, // 25: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	15, // 26: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	17, // 27: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	18, // 28: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	19, // 29: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	20, // 30: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	27, // 31: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
+	6,  // 32: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -2571,6 +2685,7 @@ func file_actors_actorspb_records_proto_init() {
 		(*Command_AddToInbox)(nil),
 		(*Command_TouchVisitor)(nil),
 		(*Command_AddPageView)(nil),
+		(*Command_SetVisitorContact)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2578,7 +2693,7 @@ func file_actors_actorspb_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -190,6 +190,8 @@ func routeOf(cmd *actorspb.Command) ([]byte, error) {
 		raw, field = op.TouchVisitor.VisitorId, "visitor_id"
 	case *actorspb.Command_AddPageView:
 		raw, field = op.AddPageView.VisitorId, "visitor_id"
+	case *actorspb.Command_SetVisitorContact:
+		raw, field = op.SetVisitorContact.VisitorId, "visitor_id"
 	default:
 		return nil, fmt.Errorf("%w: no operation", ErrInvalid)
 	}

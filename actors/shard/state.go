@@ -76,6 +76,8 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 		res, err = s.touchVisitor(ctx, ch, op.TouchVisitor)
 	case *actorspb.Command_AddPageView:
 		res, err = s.addPageView(ctx, ch, op.AddPageView)
+	case *actorspb.Command_SetVisitorContact:
+		res, err = s.setVisitorContact(ctx, ch, op.SetVisitorContact)
 	default:
 		err = fmt.Errorf("%w: no operation", ErrInvalid)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/chatpacket/chatpacket/actors/actorspb"
 	"github.com/chatpacket/chatpacket/storage"
@@ -53,6 +54,31 @@ func (s *state) touchVisitor(ctx context.Context, ch *change, t *actorspb.TouchV
 		return nil, err
 	}
 	rec.Tech, rec.LastSeenUnixMs = t.Tech, t.UnixMs
+	key := visitorKey(s.db, visitor)
+	if err := ch.staged.Put(ctx, key, storage.SubjectKey(tenant, visitor), rec); err != nil {
+		return nil, err
+	}
+	s.stage(ch, key, rec)
+	return &actorspb.Result{}, nil
+}
+
+func (s *state) setVisitorContact(ctx context.Context, ch *change, c *actorspb.SetVisitorContact) (*actorspb.Result, error) {
+	tenant, err := idFrom(c.TenantId, "tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	visitor, err := idFrom(c.VisitorId, "visitor_id")
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Name) > 200 || len(c.Email) > 254 || c.Email != "" && !strings.Contains(c.Email, "@") {
+		return nil, fmt.Errorf("%w: contact name at most 200 bytes, email a plain address", ErrInvalid)
+	}
+	rec, err := s.visitorOf(ctx, tenant, visitor)
+	if err != nil {
+		return nil, err
+	}
+	rec.ContactName, rec.ContactEmail = c.Name, c.Email
 	key := visitorKey(s.db, visitor)
 	if err := ch.staged.Put(ctx, key, storage.SubjectKey(tenant, visitor), rec); err != nil {
 		return nil, err
