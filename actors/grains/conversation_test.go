@@ -104,6 +104,29 @@ func TestConversationGrain(t *testing.T) {
 		t.Fatalf("event = %v; want changed", ev)
 	}
 
+	// After Unsubscribe the subscriber hears nothing more: a typing event,
+	// sent after a fresh subscriber is added, reaches only the new one.
+	if _, err := conv.Unsubscribe(&grainpb.UnsubscribeRequest{TenantId: tenant[:], SubscriberAddress: pid.Address, SubscriberId: pid.Id}); err != nil {
+		t.Fatal(err)
+	}
+	pid2, events2 := subscriber(t, n)
+	if _, err := conv.Subscribe(&grainpb.SubscribeRequest{TenantId: tenant[:], SubscriberAddress: pid2.Address, SubscriberId: pid2.Id, LeaseMs: 30000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conv.Typing(&grainpb.TypingRequest{TenantId: tenant[:], Author: visitorAuthor(visitor)}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, events2); ev.GetTyping() == nil {
+		t.Fatalf("new subscriber's event = %v; want typing", ev)
+	}
+	// A negative can only be waited for: the old subscriber's mailbox gets
+	// its events as fast as the new one's, so 200 ms is ample.
+	select {
+	case ev := <-events:
+		t.Fatalf("an unsubscribed subscriber got %v", ev)
+	case <-time.After(200 * time.Millisecond):
+	}
+
 	// Another tenant sees nothing, and bad input is refused.
 	other := storage.NewID()
 	if _, err := conv.Read(&grainpb.ReadRequest{TenantId: other[:]}); grains.Reason(err) != grains.ReasonNotFound {
