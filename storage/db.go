@@ -210,7 +210,7 @@ func (db *DB) Delete(ctx context.Context, pkey []byte) error {
 		return err
 	}
 	defer leave()
-	b := db.newBatch()
+	b := db.NewBatch()
 	defer b.Close()
 	if err := b.Delete(pkey); err != nil {
 		return err
@@ -263,9 +263,7 @@ type Batch struct {
 }
 
 // NewBatch starts a batch. Commit or Close it.
-func (db *DB) NewBatch() *Batch { return db.newBatch() }
-
-func (db *DB) newBatch() *Batch { return &Batch{db: db, pb: db.pdb.NewBatch()} }
+func (db *DB) NewBatch() *Batch { return &Batch{db: db, pb: db.pdb.NewBatch()} }
 
 // Put seals msg under ref for pkey and adds it to the batch. Sealing happens
 // now (creating ref's key if this is its first use); the write happens at

@@ -65,6 +65,17 @@ func ParseID(s string) (ID, error) {
 	return id, nil
 }
 
+// BytesID is the ID held in raw, as records store ids: the zero ID when
+// raw is not 16 bytes, which no record written through a validated command
+// holds.
+func BytesID(raw []byte) ID {
+	var id ID
+	if len(raw) == len(id) {
+		copy(id[:], raw)
+	}
+	return id
+}
+
 // ShardOf maps bytes (an entity id) to one of shards shards. FNV-1a is stable
 // across processes and releases, which placement needs; ids are random, so
 // its spread is even.

@@ -12,8 +12,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// Pebble's block cache keeps a background goroutine per process-wide
-	// cache shard set; everything else must stop with Close.
+	// Every goroutine Pebble and the store start must stop with Close.
 	goleak.VerifyTestMain(m)
 }
 
@@ -166,6 +165,9 @@ func TestIDText(t *testing.T) {
 		if _, err := ParseID(bad); err == nil {
 			t.Errorf("ParseID(%q) succeeded; want an error", bad)
 		}
+	}
+	if BytesID(id[:]) != id || BytesID(id[:15]) != (ID{}) {
+		t.Fatalf("BytesID: round trip or short input wrong")
 	}
 	kid := SubjectKey(NewID(), NewID()).ID
 	if got, err := ParseKeyID(kid.String()); err != nil || got != kid {

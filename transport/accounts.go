@@ -1,14 +1,14 @@
 package transport
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/mail"
 	"strings"
 	"unicode/utf8"
 
-	"crypto/rand"
-	"encoding/hex"
 	"github.com/chatpacket/chatpacket/actors/actorspb"
 	"github.com/chatpacket/chatpacket/actors/grainpb"
 	"github.com/chatpacket/chatpacket/actors/grains"
@@ -122,10 +122,9 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		Name: a.sessionCookieName(), Value: token, Path: "/", Expires: expires,
 		HttpOnly: true, Secure: a.TLS, SameSite: http.SameSiteLaxMode,
 	})
-	var tenant, agentID storage.ID
-	copy(tenant[:], agent.TenantId)
-	copy(agentID[:], agent.Id)
-	return http.StatusOK, map[string]string{"agent_id": agentID.String(), "tenant_id": tenant.String(), "csrf_token": csrf}, nil
+	return http.StatusOK, map[string]string{
+		"agent_id": storage.BytesID(agent.Id).String(), "tenant_id": storage.BytesID(agent.TenantId).String(), "csrf_token": csrf,
+	}, nil
 }
 
 // findAgent returns the agent of an email, or nil when there is none.
@@ -141,10 +140,7 @@ func (a *API) findAgent(r *http.Request, email string) (*actorspb.AgentRecord, e
 	if err != nil {
 		return nil, err
 	}
-	var tenant, agent storage.ID
-	copy(tenant[:], idx.TenantId)
-	copy(agent[:], idx.TargetId)
-	rec, err := a.Machine.Agent(r.Context(), tenant, agent)
+	rec, err := a.Machine.Agent(r.Context(), storage.BytesID(idx.TenantId), storage.BytesID(idx.TargetId))
 	if errors.Is(err, shard.ErrNotFound) || errors.Is(err, storage.ErrErased) {
 		return nil, nil
 	}

@@ -250,9 +250,7 @@ func (a *API) authenticate(r *http.Request) (*principal, error) {
 		subtle.ConstantTimeCompare([]byte(r.Header.Get("X-CSRF-Token")), []byte(rec.CsrfToken)) != 1 {
 		return nil, errorf(http.StatusForbidden, "csrf", "send the session's X-CSRF-Token")
 	}
-	p := &principal{tokenHash: hash, session: session}
-	copy(p.tenant[:], rec.TenantId)
-	copy(p.agent[:], rec.SubjectId)
+	p := &principal{tokenHash: hash, session: session, tenant: storage.BytesID(rec.TenantId), agent: storage.BytesID(rec.SubjectId)}
 	agent, err := a.Machine.Agent(r.Context(), p.tenant, p.agent)
 	switch {
 	case errors.Is(err, shard.ErrNotFound), errors.Is(err, storage.ErrErased):

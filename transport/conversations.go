@@ -34,13 +34,12 @@ func statusName(s actorspb.ConversationStatus) string {
 	return "open"
 }
 
+// idString is the text form of an optional id field: "" when unset.
 func idString(raw []byte) string {
-	var id storage.ID
-	if len(raw) != len(id) {
+	if len(raw) == 0 {
 		return ""
 	}
-	copy(id[:], raw)
-	return id.String()
+	return storage.BytesID(raw).String()
 }
 
 // listConversations answers the inbox: the tenant's conversations with
@@ -61,8 +60,7 @@ func (a *API) listConversations(_ http.ResponseWriter, r *http.Request, p *princ
 	}
 	out := make([]conversationJSON, 0, len(entries))
 	for _, e := range entries {
-		var id storage.ID
-		copy(id[:], e.ConversationId)
+		id := storage.BytesID(e.ConversationId)
 		rec, err := a.Machine.Conversation(r.Context(), p.tenant, id)
 		if err != nil {
 			continue // erased or not committed yet: not shown

@@ -51,8 +51,7 @@ func (a *API) widgetSession(_ http.ResponseWriter, r *http.Request) (int, any, e
 		idx, err := a.Machine.Index(ctx, blind)
 		switch {
 		case err == nil && string(idx.TenantId) == string(tenant[:]):
-			copy(visitor[:], idx.TargetId)
-			found = true
+			visitor, found = storage.BytesID(idx.TargetId), true
 		case err != nil && !errors.Is(err, shard.ErrNotFound) && !errors.Is(err, storage.ErrErased):
 			return 0, nil, err
 		}
@@ -96,23 +95,21 @@ func (a *API) widgetSession(_ http.ResponseWriter, r *http.Request) (int, any, e
 }
 
 func (a *API) tenantOfWidgetKey(r *http.Request, widgetKey string) (storage.ID, error) {
-	var tenant storage.ID
 	if !strings.HasPrefix(widgetKey, "wk_") || len(widgetKey) > 100 {
-		return tenant, errorf(http.StatusBadRequest, "invalid_widget_key", "give the widget key of the snippet")
+		return storage.ID{}, errorf(http.StatusBadRequest, "invalid_widget_key", "give the widget key of the snippet")
 	}
 	blind, err := a.Machine.Blind(r.Context(), storage.GlobalIndexKey, "widget_key", []byte(widgetKey))
 	if err != nil {
-		return tenant, err
+		return storage.ID{}, err
 	}
 	idx, err := a.Machine.Index(r.Context(), blind)
 	if errors.Is(err, shard.ErrNotFound) || errors.Is(err, storage.ErrErased) {
-		return tenant, errorf(http.StatusNotFound, "unknown_widget_key", "no widget has this key")
+		return storage.ID{}, errorf(http.StatusNotFound, "unknown_widget_key", "no widget has this key")
 	}
 	if err != nil {
-		return tenant, err
+		return storage.ID{}, err
 	}
-	copy(tenant[:], idx.TenantId)
-	return tenant, nil
+	return storage.BytesID(idx.TenantId), nil
 }
 
 // visitor is who a widget request acts as.
@@ -143,9 +140,7 @@ func (a *API) authenticateVisitor(r *http.Request, token string) (visitor, error
 	case rec.Kind != actorspb.TokenKind_TOKEN_KIND_VISITOR || a.Now().UnixMilli() > rec.ExpiresUnixMs:
 		return v, errUnauthenticated
 	}
-	copy(v.tenant[:], rec.TenantId)
-	copy(v.id[:], rec.SubjectId)
-	return v, nil
+	return visitor{tenant: storage.BytesID(rec.TenantId), id: storage.BytesID(rec.SubjectId)}, nil
 }
 
 type postRequest struct {
@@ -159,9 +154,7 @@ type postRequest struct {
 // finds the same conversation and gets the same seq.
 func newConversationID(v visitor, clientID string) storage.ID {
 	h := sha256.Sum256(append(append([]byte("chatpacket conversation v1"), v.id[:]...), clientID...))
-	var id storage.ID
-	copy(id[:], h[:])
-	return id
+	return storage.BytesID(h[:16])
 }
 
 // visitorConversation checks that conv is one of v's conversations (or
@@ -276,8 +269,6 @@ func messageOf(m *grainpb.Message) messageJSON {
 }
 
 func authorOf(a *actorspb.Author) authorJSON {
-	var id storage.ID
-	copy(id[:], a.GetId())
 	out := authorJSON{}
 	switch a.GetKind() {
 	case actorspb.AuthorKind_AUTHOR_KIND_VISITOR:
@@ -287,6 +278,6 @@ func authorOf(a *actorspb.Author) authorJSON {
 	default:
 		return authorJSON{Kind: "system"}
 	}
-	out.ID = id.String()
+	out.ID = storage.BytesID(a.GetId()).String()
 	return out
 }

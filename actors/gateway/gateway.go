@@ -101,11 +101,7 @@ func (g *Gateway) receive(ctx actor.Context) {
 	if !ok {
 		return
 	}
-	var id storage.ID
-	if len(ev.ConversationId) != len(id) {
-		return
-	}
-	copy(id[:], ev.ConversationId)
+	id := storage.BytesID(ev.ConversationId)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if c, ok := g.mu.convs[id]; ok {

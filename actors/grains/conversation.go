@@ -2,7 +2,6 @@ package grains
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -219,11 +218,4 @@ func (g *conversation) publish(ctx pacluster.GrainContext, tenant string, ev *gr
 	}
 }
 
-func tenantOf(raw []byte) (storage.ID, error) {
-	var id storage.ID
-	if len(raw) != len(id) {
-		return id, pacluster.NewGrainErrorResponse(ReasonInvalid, fmt.Sprintf("tenant_id has %d bytes; want %d", len(raw), len(id)))
-	}
-	copy(id[:], raw)
-	return id, nil
-}
+func tenantOf(raw []byte) (storage.ID, error) { return idOf(raw, "tenant_id") }

@@ -91,10 +91,7 @@ func (g *tenant) reclaim(claim *actorspb.ClaimIndex) error {
 	if err != nil {
 		return err
 	}
-	var tenant, agent storage.ID
-	copy(tenant[:], have.TenantId)
-	copy(agent[:], have.TargetId)
-	switch _, err := g.deps.Machine.Agent(ctx, tenant, agent); {
+	switch _, err := g.deps.Machine.Agent(ctx, storage.BytesID(have.TenantId), storage.BytesID(have.TargetId)); {
 	case err == nil:
 		return shard.ErrExists // a real account
 	case !errors.Is(err, shard.ErrNotFound):
@@ -125,11 +122,10 @@ func (g *tenant) apply(cmd *actorspb.Command) (*actorspb.Result, error) {
 	return res, nil
 }
 
+// idOf checks and converts an id field of a grain request.
 func idOf(raw []byte, field string) (storage.ID, error) {
-	var id storage.ID
-	if len(raw) != len(id) {
-		return id, pacluster.NewGrainErrorResponse(ReasonInvalid, field+" must have 16 bytes")
+	if len(raw) != len(storage.ID{}) {
+		return storage.ID{}, pacluster.NewGrainErrorResponse(ReasonInvalid, field+" must have 16 bytes")
 	}
-	copy(id[:], raw)
-	return id, nil
+	return storage.BytesID(raw), nil
 }

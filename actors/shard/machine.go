@@ -208,12 +208,10 @@ func keyFrom(raw []byte, field string) ([]byte, error) {
 }
 
 func idFrom(raw []byte, field string) (storage.ID, error) {
-	var id storage.ID
-	if len(raw) != len(id) {
-		return id, fmt.Errorf("%w: %s has %d bytes; want %d", ErrInvalid, field, len(raw), len(id))
+	if len(raw) != len(storage.ID{}) {
+		return storage.ID{}, fmt.Errorf("%w: %s has %d bytes; want 16", ErrInvalid, field, len(raw))
 	}
-	copy(id[:], raw)
-	return id, nil
+	return storage.BytesID(raw), nil
 }
 
 // applier applies the commands of one shard, one batch at a time.

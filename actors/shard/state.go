@@ -93,9 +93,7 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 		return nil, err
 	}
 	if ch.conv != nil {
-		var id storage.ID
-		copy(id[:], ch.conv.Id)
-		s.convs[id] = ch.conv
+		s.convs[storage.BytesID(ch.conv.Id)] = ch.conv
 		res.Conversation = ch.conv
 	}
 	if ch.clientID != "" {
@@ -133,9 +131,7 @@ func (s *state) post(ctx context.Context, ch *change, p *actorspb.PostMessage) (
 	} else if err != nil {
 		return nil, err
 	}
-	var visitor storage.ID
-	copy(visitor[:], conv.VisitorId)
-	subject := storage.SubjectKey(tenant, visitor)
+	subject := storage.SubjectKey(tenant, storage.BytesID(conv.VisitorId))
 
 	blind, err := s.db.Blind(ctx, storage.TenantKey(tenant), "client_id", []byte(p.ClientId))
 	if err != nil {
@@ -286,10 +282,8 @@ func (s *state) conversation(ctx context.Context, tenant, id storage.ID) (*actor
 }
 
 func (s *state) putConversation(ctx context.Context, b *storage.Batch, conv *actorspb.ConversationRecord) error {
-	var id, tenant storage.ID
-	copy(id[:], conv.Id)
-	copy(tenant[:], conv.TenantId)
-	return b.Put(ctx, conversationKey(s.db, id), storage.TenantKey(tenant), conv)
+	key := conversationKey(s.db, storage.BytesID(conv.Id))
+	return b.Put(ctx, key, storage.TenantKey(storage.BytesID(conv.TenantId)), conv)
 }
 
 func readConversation(ctx context.Context, db *storage.DB, id storage.ID, rec *actorspb.ConversationRecord) error {
