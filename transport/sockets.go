@@ -192,7 +192,7 @@ func (s *socket) send(ctx context.Context, f clientFrame) error {
 	s.conn.SendJSON(map[string]any{"type": "ack", "client_id": f.ClientID, "conversation_id": conv.String(), "seq": res.Seq})
 	// The sender sees the conversation live from here; a socket that
 	// resumed it already does.
-	return s.watch(ctx, conv, res.Seq-1, false)
+	return s.watch(conv, res.Seq-1, false)
 }
 
 func (s *socket) resume(ctx context.Context, f clientFrame) error {
@@ -200,12 +200,12 @@ func (s *socket) resume(ctx context.Context, f clientFrame) error {
 	if err != nil {
 		return err
 	}
-	return s.watch(ctx, conv, f.After, true)
+	return s.watch(conv, f.After, true)
 }
 
 // watch starts delivering conv after seq; replace restarts an existing
 // watch (a resume), otherwise an existing one is kept.
-func (s *socket) watch(ctx context.Context, conv storage.ID, after uint64, replace bool) error {
+func (s *socket) watch(conv storage.ID, after uint64, replace bool) error {
 	s.mu.Lock()
 	old, ok := s.watches[conv]
 	s.mu.Unlock()
@@ -215,7 +215,7 @@ func (s *socket) watch(ctx context.Context, conv storage.ID, after uint64, repla
 	if ok {
 		old.Close()
 	}
-	w, err := s.api.Gateway.Watch(ctx, s.tenant, conv, after, s)
+	w, err := s.api.Gateway.Watch(s.tenant, conv, after, s)
 	if err != nil {
 		return grainError(err)
 	}

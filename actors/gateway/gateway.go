@@ -17,7 +17,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -115,7 +114,7 @@ func (g *Gateway) receive(ctx actor.Context) {
 // seq `after`, once and in order, then the live ones, until the watch is
 // closed or sink fails. It fails when the conversation does not exist in
 // tenant.
-func (g *Gateway) Watch(ctx context.Context, tenant, conv storage.ID, after uint64, sink Sink) (*Watch, error) {
+func (g *Gateway) Watch(tenant, conv storage.ID, after uint64, sink Sink) (*Watch, error) {
 	w := &Watch{
 		g: g, tenant: tenant, conv: conv, sink: sink, last: after,
 		events: make(chan *grainpb.ConversationEvent, watchBuffer),

@@ -105,7 +105,7 @@ func TestWatchResumesThenGoesLive(t *testing.T) {
 		e.post(t, conv, fmt.Sprint(i), "before")
 	}
 	s := newSink()
-	w, err := e.gw.Watch(context.Background(), e.tenant, conv, 2, s)
+	w, err := e.gw.Watch(e.tenant, conv, 2, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestWatchWhileMessagesArrive(t *testing.T) {
 		}
 	})
 	s := newSink()
-	w, err := e.gw.Watch(context.Background(), e.tenant, conv, 0, s)
+	w, err := e.gw.Watch(e.tenant, conv, 0, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestGapIsFilled(t *testing.T) {
 	conv := storage.NewID()
 	e.post(t, conv, "1", "one")
 	s := newSink()
-	w, err := e.gw.Watch(context.Background(), e.tenant, conv, 0, s)
+	w, err := e.gw.Watch(e.tenant, conv, 0, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,15 +171,15 @@ func TestWatchOfAnotherTenantIsRefused(t *testing.T) {
 	e := setup(t)
 	conv := storage.NewID()
 	e.post(t, conv, "1", "one")
-	if _, err := e.gw.Watch(context.Background(), storage.NewID(), conv, 0, newSink()); err == nil {
+	if _, err := e.gw.Watch(storage.NewID(), conv, 0, newSink()); err == nil {
 		t.Fatal("Watch by another tenant succeeded")
 	}
-	w, err := e.gw.Watch(context.Background(), e.tenant, conv, 0, newSink())
+	w, err := e.gw.Watch(e.tenant, conv, 0, newSink())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	if _, err := e.gw.Watch(context.Background(), storage.NewID(), conv, 0, newSink()); err == nil {
+	if _, err := e.gw.Watch(storage.NewID(), conv, 0, newSink()); err == nil {
 		t.Fatal("a second Watch by another tenant succeeded")
 	}
 }

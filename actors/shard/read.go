@@ -51,7 +51,7 @@ func (m *Machine) Messages(ctx context.Context, tenant, conv storage.ID, after u
 		return nil, nil
 	}
 	lower := messageKey(m.db, conv, after+1)
-	upper := storage.Key(shardOf(m.db, conv), TableMessage, conv[:], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	upper := storage.PrefixEnd(storage.Key(shardOf(m.db, conv), TableMessage, conv[:]))
 	var out []Message
 	errStop := errors.New("stop")
 	err := m.db.Scan(ctx, lower, upper, func(key []byte, open func(proto.Message) error) error {
