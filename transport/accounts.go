@@ -162,7 +162,7 @@ type tokenRequest struct {
 }
 
 func (a *API) createToken(_ http.ResponseWriter, r *http.Request, p *principal) (int, any, error) {
-	if p.role != actorspb.Role_ROLE_OWNER && p.role != actorspb.Role_ROLE_ADMIN {
+	if !p.manager() {
 		return 0, nil, errorf(http.StatusForbidden, "forbidden", "only owners and admins create API tokens")
 	}
 	var req tokenRequest

@@ -96,6 +96,7 @@ func (a *API) Register(s *Server) {
 	a.registerConversations(s)
 	a.registerSockets(s)
 	a.registerVisitors(s)
+	a.registerSettings(s)
 }
 
 // apiError is an error with the status and code API.md gives it.
@@ -199,6 +200,12 @@ type principal struct {
 	role          actorspb.Role
 	tokenHash     []byte
 	session       bool
+}
+
+// manager reports whether the principal may change the tenant's settings
+// and tokens: owners and admins.
+func (p *principal) manager() bool {
+	return p.role == actorspb.Role_ROLE_OWNER || p.role == actorspb.Role_ROLE_ADMIN
 }
 
 func (a *API) sessionCookieName() string {

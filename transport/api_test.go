@@ -34,11 +34,12 @@ func apiServer(t *testing.T) string {
 }
 
 type client struct {
-	t    *testing.T
-	base string
-	http *http.Client
-	csrf string
-	auth string
+	t      *testing.T
+	base   string
+	http   *http.Client
+	csrf   string
+	auth   string
+	origin string // sent as Origin when set, as a browser page would
 }
 
 func newClient(t *testing.T, base string) *client {
@@ -66,6 +67,9 @@ func (c *client) call(method, path string, body any) (int, map[string]any) {
 	}
 	if c.auth != "" {
 		req.Header.Set("Authorization", "Bearer "+c.auth)
+	}
+	if c.origin != "" {
+		req.Header.Set("Origin", c.origin)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -27,6 +27,14 @@ type conversationJSON struct {
 	LastMessageAt string `json:"last_message_at,omitempty"`
 }
 
+func conversationOf(rec *actorspb.ConversationRecord) conversationJSON {
+	c := conversationJSON{ID: idString(rec.Id), VisitorID: idString(rec.VisitorId), Status: statusName(rec.Status), AssigneeID: idString(rec.AssigneeId)}
+	if rec.LastMessageUnixMs > 0 {
+		c.LastMessageAt = time.UnixMilli(rec.LastMessageUnixMs).UTC().Format(time.RFC3339)
+	}
+	return c
+}
+
 func statusName(s actorspb.ConversationStatus) string {
 	if s == actorspb.ConversationStatus_CONVERSATION_STATUS_CLOSED {
 		return "closed"
@@ -65,10 +73,7 @@ func (a *API) listConversations(_ http.ResponseWriter, r *http.Request, p *princ
 		if err != nil {
 			continue // erased or not committed yet: not shown
 		}
-		c := conversationJSON{ID: id.String(), VisitorID: idString(rec.VisitorId), Status: statusName(rec.Status), AssigneeID: idString(rec.AssigneeId)}
-		if rec.LastMessageUnixMs > 0 {
-			c.LastMessageAt = time.UnixMilli(rec.LastMessageUnixMs).UTC().Format(time.RFC3339)
-		}
+		c := conversationOf(rec)
 		if want == "all" || want == c.Status {
 			out = append(out, c)
 		}

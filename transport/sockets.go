@@ -11,6 +11,7 @@ import (
 	"github.com/chatpacket/chatpacket/actors/gateway"
 	"github.com/chatpacket/chatpacket/actors/grainpb"
 	"github.com/chatpacket/chatpacket/storage"
+	"github.com/coder/websocket"
 )
 
 // The WebSocket protocol of API.md: JSON text frames. The client sends
@@ -59,12 +60,19 @@ func (a *API) widgetSocket(w http.ResponseWriter, r *http.Request) {
 	// The widget runs on the business's own site: cross-origin by design.
 	// The visitor token, not a cookie, is the credential, so a foreign page
 	// gains nothing by opening this socket; the tenant's allowed origins
-	// narrow it further once they are set (step 5 enforces them).
-	origins := []string{"*"}
-	if t, err := a.Machine.Tenant(r.Context(), v.tenant); err == nil && len(t.AllowedOrigins) > 0 {
-		origins = t.AllowedOrigins
+	// narrow it further once they are set. They are whole origins (scheme
+	// included), which the library's host patterns cannot express: checked
+	// here, then any origin passes the library.
+	settings, err := a.settings(v.tenant)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
 	}
-	conn, err := AcceptConn(w, r, origins)
+	if !a.originAllowed(r, settings) {
+		a.writeError(w, r, errOriginNotAllowed)
+		return
+	}
+	conn, err := AcceptConn(w, r, []string{"*"})
 	if err != nil {
 		return
 	}
@@ -87,6 +95,15 @@ func (a *API) agentSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	s := &socket{api: a, conn: conn, tenant: p.tenant,
 		author: &actorspb.Author{Kind: actorspb.AuthorKind_AUTHOR_KIND_AGENT, Id: p.agent[:]}, watches: map[storage.ID]*gateway.Watch{}}
+	// The agent sees every conversation of the tenant as it becomes active:
+	// the tenant's summaries say which, and Summary watches each.
+	tw, err := a.Gateway.WatchTenant(p.tenant, s)
+	if err != nil {
+		a.Log.Error("watching a tenant for an agent socket", "err", err)
+		conn.Close(websocket.StatusTryAgainLater, "try again")
+		return
+	}
+	defer tw.Close()
 	s.serve(r.Context())
 }
 
@@ -220,13 +237,44 @@ func (s *socket) watch(conv storage.ID, after uint64, replace bool) error {
 		return grainError(err)
 	}
 	s.mu.Lock()
-	if s.watches == nil { // the socket closed meanwhile
+	cur, raced := s.watches[conv]
+	if s.watches == nil || raced && cur != old && !replace {
+		// The socket closed meanwhile, or another frame (a resume, a
+		// summary) started a watch first: keep that one.
 		s.mu.Unlock()
 		w.Close()
 		return nil
 	}
 	s.watches[conv] = w
 	s.mu.Unlock()
+	if raced && cur != old {
+		cur.Close()
+	}
+	return nil
+}
+
+// Summary handles a summary of one of the tenant's conversations (agent
+// sockets, gateway.TenantSink): a conversation the socket does not watch
+// yet is announced with a conversation frame and watched from the summary's
+// since_seq, so its new messages follow. Watched ones need nothing: their
+// watch delivers messages and changes.
+func (s *socket) Summary(sum *grainpb.ConversationSummary) error {
+	c := sum.GetConversation()
+	conv := storage.BytesID(c.GetId())
+	s.mu.Lock()
+	_, watched := s.watches[conv]
+	s.mu.Unlock()
+	if watched {
+		return nil
+	}
+	frame := map[string]any{"type": "conversation", "conversation_id": conv.String(), "visitor_id": idString(c.VisitorId),
+		"status": statusName(c.Status), "assignee_id": idString(c.AssigneeId), "last_seq": c.LastSeq}
+	if err := s.conn.SendJSON(frame); err != nil {
+		return err
+	}
+	if err := s.watch(conv, sum.SinceSeq, false); err != nil {
+		s.api.Log.Warn("watching an active conversation for an agent", "err", err)
+	}
 	return nil
 }
 
@@ -254,11 +302,10 @@ func (s *socket) pageView(ctx context.Context, f clientFrame) error {
 	if s.visitor == nil {
 		return errorf(http.StatusBadRequest, "unknown_type", "page_view is for widget sockets")
 	}
-	_, err := s.api.apply(ctx, &actorspb.Command{Op: &actorspb.Command_AddPageView{AddPageView: &actorspb.AddPageView{
-		TenantId: s.tenant[:], VisitorId: s.visitor.id[:],
-		View: &actorspb.PageViewRecord{Url: f.URL, Title: f.Title, Referrer: f.Referrer, UnixMs: s.api.Now().UnixMilli()},
-	}}})
-	return err
+	_, err := grainpb.GetVisitorGrainClient(s.api.Cluster, s.visitor.id.String()).PageView(&grainpb.PageViewRequest{
+		TenantId: s.tenant[:], View: &actorspb.PageViewRecord{Url: f.URL, Title: f.Title, Referrer: f.Referrer},
+	})
+	return grainErrorOrNil(err)
 }
 
 func grainErrorOrNil(err error) error {
@@ -295,4 +342,7 @@ func (s *socket) Deliver(ev *grainpb.ConversationEvent) error {
 	return s.conn.SendJSON(frame)
 }
 
-var _ gateway.Sink = (*socket)(nil)
+var (
+	_ gateway.Sink       = (*socket)(nil)
+	_ gateway.TenantSink = (*socket)(nil)
+)

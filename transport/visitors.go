@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chatpacket/chatpacket/actors/actorspb"
+	"github.com/chatpacket/chatpacket/actors/grainpb"
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/storage"
 )
@@ -38,10 +39,10 @@ func (a *API) setContact(_ http.ResponseWriter, r *http.Request, v visitor) (int
 			return 0, nil, errorf(http.StatusBadRequest, "invalid_email", "give a plain email address, or none")
 		}
 	}
-	if _, err := a.apply(r.Context(), &actorspb.Command{Op: &actorspb.Command_SetVisitorContact{SetVisitorContact: &actorspb.SetVisitorContact{
-		TenantId: v.tenant[:], VisitorId: v.id[:], Name: strings.TrimSpace(req.Name), Email: email,
-	}}}); err != nil {
-		return 0, nil, err
+	if _, err := grainpb.GetVisitorGrainClient(a.Cluster, v.id.String()).SetContact(&grainpb.ContactRequest{
+		TenantId: v.tenant[:], Name: strings.TrimSpace(req.Name), Email: email,
+	}); err != nil {
+		return 0, nil, grainError(err)
 	}
 	return http.StatusNoContent, nil, nil
 }

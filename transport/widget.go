@@ -22,6 +22,7 @@ func (a *API) registerWidget(s *Server) {
 	s.Handle("POST /api/v1/widget/sessions", a.handler(a.widgetSession))
 	s.Handle("POST /api/v1/widget/messages", a.handler(a.visitorOnly(a.widgetPost)))
 	s.Handle("GET /api/v1/widget/conversations/{id}/messages", a.handler(a.visitorOnly(a.widgetMessages)))
+	s.Handle("GET /api/v1/widget/conversations", a.handler(a.visitorOnly(a.widgetConversations)))
 }
 
 type widgetSessionRequest struct {
@@ -41,6 +42,13 @@ func (a *API) widgetSession(_ http.ResponseWriter, r *http.Request) (int, any, e
 	if err != nil {
 		return 0, nil, err
 	}
+	settings, err := a.settings(tenant)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !a.originAllowed(r, settings) {
+		return 0, nil, errOriginNotAllowed
+	}
 	now := a.Now()
 	visitor, sessionID, found := storage.ID{}, req.SessionID, false
 	if sessionID != "" && len(sessionID) <= 100 {
@@ -56,33 +64,20 @@ func (a *API) widgetSession(_ http.ResponseWriter, r *http.Request) (int, any, e
 			return 0, nil, err
 		}
 	}
+	var blind []byte
 	if !found {
 		// A new visitor, with a new session id: never one the client chose,
 		// so a session id cannot be planted.
 		visitor = storage.NewID()
 		sessionID, _ = newToken("vs_")
-		blind, err := a.Machine.Blind(ctx, storage.TenantKey(tenant), "session", []byte(sessionID))
-		if err != nil {
+		if blind, err = a.Machine.Blind(ctx, storage.TenantKey(tenant), "session", []byte(sessionID)); err != nil {
 			return 0, nil, err
 		}
-		for _, cmd := range []*actorspb.Command{
-			{Op: &actorspb.Command_CreateVisitor{CreateVisitor: &actorspb.CreateVisitor{Visitor: &actorspb.VisitorRecord{
-				Id: visitor[:], TenantId: tenant[:], CreatedUnixMs: now.UnixMilli(),
-			}}}},
-			{Op: &actorspb.Command_ClaimIndex{ClaimIndex: &actorspb.ClaimIndex{
-				Key: blind, Scope: actorspb.IndexScope_INDEX_SCOPE_TENANT,
-				Record: &actorspb.IndexRecord{TenantId: tenant[:], TargetId: visitor[:]},
-			}}},
-		} {
-			if _, err := a.apply(ctx, cmd); err != nil {
-				return 0, nil, err
-			}
-		}
 	}
-	if _, err := a.apply(ctx, &actorspb.Command{Op: &actorspb.Command_TouchVisitor{TouchVisitor: &actorspb.TouchVisitor{
-		TenantId: tenant[:], VisitorId: visitor[:], Tech: techOf(r), UnixMs: now.UnixMilli(),
-	}}}); err != nil {
-		return 0, nil, err
+	if _, err := grainpb.GetVisitorGrainClient(a.Cluster, visitor.String()).Start(&grainpb.StartRequest{
+		TenantId: tenant[:], Create: !found, SessionBlind: blind, Tech: techOf(r),
+	}); err != nil {
+		return 0, nil, grainError(err)
 	}
 	token, hash := newToken("v_")
 	if _, err := a.apply(ctx, &actorspb.Command{Op: &actorspb.Command_PutToken{PutToken: &actorspb.PutToken{Hash: hash, Token: &actorspb.TokenRecord{
@@ -213,6 +208,23 @@ func (a *API) widgetMessages(_ http.ResponseWriter, r *http.Request, v visitor) 
 		return 0, nil, err
 	}
 	return a.readMessages(r, v.tenant, conv)
+}
+
+// widgetConversations lists the visitor's conversations, newest first.
+func (a *API) widgetConversations(_ http.ResponseWriter, r *http.Request, v visitor) (int, any, error) {
+	res, err := grainpb.GetVisitorGrainClient(a.Cluster, v.id.String()).Conversations(&grainpb.TenantRequest{TenantId: v.tenant[:]})
+	if err != nil {
+		return 0, nil, grainError(err)
+	}
+	out := make([]conversationJSON, 0, len(res.Conversations))
+	for _, c := range res.Conversations {
+		rec, err := a.Machine.Conversation(r.Context(), v.tenant, storage.BytesID(c.ConversationId))
+		if err != nil {
+			continue // erased, or not yet written where this node reads
+		}
+		out = append(out, conversationOf(rec))
+	}
+	return http.StatusOK, map[string]any{"conversations": out}, nil
 }
 
 // readMessages answers GET …/messages?after=SEQ&limit=N.

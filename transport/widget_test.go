@@ -3,6 +3,7 @@ package transport
 import (
 	"net/http"
 	"testing"
+	"time"
 )
 
 // signupWidgetKey signs a tenant up and returns its widget key.
@@ -66,5 +67,26 @@ func TestWidgetSessionsAndMessages(t *testing.T) {
 	}
 	if status, _ := anon.call("GET", "/api/v1/widget/conversations/"+conv+"/messages", nil); status != http.StatusUnauthorized {
 		t.Fatalf("read without a token = %d; want 401", status)
+	}
+}
+
+// TestWidgetConversationsList: a visitor's past conversations, newest
+// first, and only their own.
+func TestWidgetConversationsList(t *testing.T) {
+	base := apiServer(t)
+	_, wk := loggedIn(t, base, "ada@example.com")
+	v, other := visitorClient(t, base, wk), visitorClient(t, base, wk)
+	var ids []string
+	for _, cid := range []string{"first", "second"} {
+		_, out := v.call("POST", "/api/v1/widget/messages", map[string]string{"client_id": cid, "body": "hi"})
+		ids = append(ids, out["conversation_id"].(string))
+		time.Sleep(2 * time.Millisecond) // distinct creation times
+	}
+	other.call("POST", "/api/v1/widget/messages", map[string]string{"client_id": "x", "body": "hi"})
+	status, out := v.call("GET", "/api/v1/widget/conversations", nil)
+	list, _ := out["conversations"].([]any)
+	if status != http.StatusOK || len(list) != 2 || list[0].(map[string]any)["id"] != ids[1] || list[1].(map[string]any)["id"] != ids[0] ||
+		list[0].(map[string]any)["status"] != "open" {
+		t.Fatalf("conversations = %d %v; want %v newest first", status, out, ids)
 	}
 }

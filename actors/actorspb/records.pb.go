@@ -589,6 +589,8 @@ type Command struct {
 	//	*Command_TouchVisitor
 	//	*Command_AddPageView
 	//	*Command_SetVisitorContact
+	//	*Command_AddVisitorConversation
+	//	*Command_UpdateTenant
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -757,6 +759,24 @@ func (x *Command) GetSetVisitorContact() *SetVisitorContact {
 	return nil
 }
 
+func (x *Command) GetAddVisitorConversation() *AddVisitorConversation {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AddVisitorConversation); ok {
+			return x.AddVisitorConversation
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUpdateTenant() *UpdateTenant {
+	if x != nil {
+		if x, ok := x.Op.(*Command_UpdateTenant); ok {
+			return x.UpdateTenant
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -817,6 +837,14 @@ type Command_SetVisitorContact struct {
 	SetVisitorContact *SetVisitorContact `protobuf:"bytes,14,opt,name=set_visitor_contact,json=setVisitorContact,proto3,oneof"`
 }
 
+type Command_AddVisitorConversation struct {
+	AddVisitorConversation *AddVisitorConversation `protobuf:"bytes,15,opt,name=add_visitor_conversation,json=addVisitorConversation,proto3,oneof"`
+}
+
+type Command_UpdateTenant struct {
+	UpdateTenant *UpdateTenant `protobuf:"bytes,16,opt,name=update_tenant,json=updateTenant,proto3,oneof"`
+}
+
 func (*Command_Post) isCommand_Op() {}
 
 func (*Command_Assign) isCommand_Op() {}
@@ -844,6 +872,10 @@ func (*Command_TouchVisitor) isCommand_Op() {}
 func (*Command_AddPageView) isCommand_Op() {}
 
 func (*Command_SetVisitorContact) isCommand_Op() {}
+
+func (*Command_AddVisitorConversation) isCommand_Op() {}
+
+func (*Command_UpdateTenant) isCommand_Op() {}
 
 // PostMessage appends a message. A conversation that does not exist yet is
 // created, open, for visitor_id. A client_id seen before in the conversation
@@ -1130,12 +1162,16 @@ func (x *MarkRead) GetSeq() uint64 {
 
 // TenantRecord is a tenant's settings, sealed under the tenant key.
 type TenantRecord struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Id             []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	WidgetKey      string                 `protobuf:"bytes,3,opt,name=widget_key,json=widgetKey,proto3" json:"widget_key,omitempty"`
-	AllowedOrigins []string               `protobuf:"bytes,4,rep,name=allowed_origins,json=allowedOrigins,proto3" json:"allowed_origins,omitempty"`
-	CreatedUnixMs  int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	WidgetKey string                 `protobuf:"bytes,3,opt,name=widget_key,json=widgetKey,proto3" json:"widget_key,omitempty"`
+	// Origins (scheme://host[:port]) whose pages may embed the widget; empty
+	// allows any until the business sets them.
+	AllowedOrigins []string `protobuf:"bytes,4,rep,name=allowed_origins,json=allowedOrigins,proto3" json:"allowed_origins,omitempty"`
+	CreatedUnixMs  int64    `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	WidgetColor    string   `protobuf:"bytes,6,opt,name=widget_color,json=widgetColor,proto3" json:"widget_color,omitempty"`          // #rrggbb, the widget's accent
+	WidgetGreeting string   `protobuf:"bytes,7,opt,name=widget_greeting,json=widgetGreeting,proto3" json:"widget_greeting,omitempty"` // the first line a visitor sees
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1203,6 +1239,20 @@ func (x *TenantRecord) GetCreatedUnixMs() int64 {
 		return x.CreatedUnixMs
 	}
 	return 0
+}
+
+func (x *TenantRecord) GetWidgetColor() string {
+	if x != nil {
+		return x.WidgetColor
+	}
+	return ""
+}
+
+func (x *TenantRecord) GetWidgetGreeting() string {
+	if x != nil {
+		return x.WidgetGreeting
+	}
+	return ""
 }
 
 // AgentRecord is a member of a tenant's team, sealed under the agent's own
@@ -2255,6 +2305,199 @@ func (x *AddPageView) GetView() *PageViewRecord {
 	return nil
 }
 
+// VisitorConversation lists one of a visitor's conversations under the
+// visitor (sealed under the visitor's subject key), so the widget can show
+// past conversations.
+type VisitorConversation struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId []byte                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	CreatedUnixMs  int64                  `protobuf:"varint,2,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *VisitorConversation) Reset() {
+	*x = VisitorConversation{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VisitorConversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VisitorConversation) ProtoMessage() {}
+
+func (x *VisitorConversation) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VisitorConversation.ProtoReflect.Descriptor instead.
+func (*VisitorConversation) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *VisitorConversation) GetConversationId() []byte {
+	if x != nil {
+		return x.ConversationId
+	}
+	return nil
+}
+
+func (x *VisitorConversation) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+type AddVisitorConversation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	VisitorId     []byte                 `protobuf:"bytes,2,opt,name=visitor_id,json=visitorId,proto3" json:"visitor_id,omitempty"`
+	Entry         *VisitorConversation   `protobuf:"bytes,3,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddVisitorConversation) Reset() {
+	*x = AddVisitorConversation{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddVisitorConversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddVisitorConversation) ProtoMessage() {}
+
+func (x *AddVisitorConversation) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddVisitorConversation.ProtoReflect.Descriptor instead.
+func (*AddVisitorConversation) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AddVisitorConversation) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *AddVisitorConversation) GetVisitorId() []byte {
+	if x != nil {
+		return x.VisitorId
+	}
+	return nil
+}
+
+func (x *AddVisitorConversation) GetEntry() *VisitorConversation {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+// UpdateTenant replaces a tenant's settings: name, widget look and allowed
+// origins. The widget key and creation time are kept.
+type UpdateTenant struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TenantId       []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	WidgetColor    string                 `protobuf:"bytes,3,opt,name=widget_color,json=widgetColor,proto3" json:"widget_color,omitempty"`
+	WidgetGreeting string                 `protobuf:"bytes,4,opt,name=widget_greeting,json=widgetGreeting,proto3" json:"widget_greeting,omitempty"`
+	AllowedOrigins []string               `protobuf:"bytes,5,rep,name=allowed_origins,json=allowedOrigins,proto3" json:"allowed_origins,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UpdateTenant) Reset() {
+	*x = UpdateTenant{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTenant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTenant) ProtoMessage() {}
+
+func (x *UpdateTenant) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTenant.ProtoReflect.Descriptor instead.
+func (*UpdateTenant) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *UpdateTenant) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *UpdateTenant) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateTenant) GetWidgetColor() string {
+	if x != nil {
+		return x.WidgetColor
+	}
+	return ""
+}
+
+func (x *UpdateTenant) GetWidgetGreeting() string {
+	if x != nil {
+		return x.WidgetGreeting
+	}
+	return ""
+}
+
+func (x *UpdateTenant) GetAllowedOrigins() []string {
+	if x != nil {
+		return x.AllowedOrigins
+	}
+	return nil
+}
+
 type AddToInbox struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -2265,7 +2508,7 @@ type AddToInbox struct {
 
 func (x *AddToInbox) Reset() {
 	*x = AddToInbox{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[26]
+	mi := &file_actors_actorspb_records_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2520,7 @@ func (x *AddToInbox) String() string {
 func (*AddToInbox) ProtoMessage() {}
 
 func (x *AddToInbox) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[26]
+	mi := &file_actors_actorspb_records_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2533,7 @@ func (x *AddToInbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddToInbox.ProtoReflect.Descriptor instead.
 func (*AddToInbox) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{26}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AddToInbox) GetTenantId() []byte {
@@ -2320,7 +2563,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[27]
+	mi := &file_actors_actorspb_records_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +2575,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[27]
+	mi := &file_actors_actorspb_records_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +2588,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{27}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Result) GetSeq() uint64 {
@@ -2406,7 +2649,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"\"\n" +
 	"\x0eClientIDRecord\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xee\a\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xa3\t\n" +
 	"\aCommand\x127\n" +
 	"\x04post\x18\x01 \x01(\v2!.chatpacket.actors.v1.PostMessageH\x00R\x04post\x12B\n" +
 	"\x06assign\x18\x02 \x01(\v2(.chatpacket.actors.v1.AssignConversationH\x00R\x06assign\x12?\n" +
@@ -2424,7 +2667,9 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"addToInbox\x12I\n" +
 	"\rtouch_visitor\x18\f \x01(\v2\".chatpacket.actors.v1.TouchVisitorH\x00R\ftouchVisitor\x12G\n" +
 	"\radd_page_view\x18\r \x01(\v2!.chatpacket.actors.v1.AddPageViewH\x00R\vaddPageView\x12Y\n" +
-	"\x13set_visitor_contact\x18\x0e \x01(\v2'.chatpacket.actors.v1.SetVisitorContactH\x00R\x11setVisitorContactB\x04\n" +
+	"\x13set_visitor_contact\x18\x0e \x01(\v2'.chatpacket.actors.v1.SetVisitorContactH\x00R\x11setVisitorContact\x12h\n" +
+	"\x18add_visitor_conversation\x18\x0f \x01(\v2,.chatpacket.actors.v1.AddVisitorConversationH\x00R\x16addVisitorConversation\x12I\n" +
+	"\rupdate_tenant\x18\x10 \x01(\v2\".chatpacket.actors.v1.UpdateTenantH\x00R\fupdateTenantB\x04\n" +
 	"\x02op\"\xf2\x01\n" +
 	"\vPostMessage\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
@@ -2448,14 +2693,16 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\fR\x0econversationId\x12\x1b\n" +
 	"\treader_id\x18\x03 \x01(\fR\breaderId\x12\x10\n" +
-	"\x03seq\x18\x04 \x01(\x04R\x03seq\"\xa2\x01\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\"\xee\x01\n" +
 	"\fTenantRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"widget_key\x18\x03 \x01(\tR\twidgetKey\x12'\n" +
 	"\x0fallowed_origins\x18\x04 \x03(\tR\x0eallowedOrigins\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"\xe1\x01\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12!\n" +
+	"\fwidget_color\x18\x06 \x01(\tR\vwidgetColor\x12'\n" +
+	"\x0fwidget_greeting\x18\a \x01(\tR\x0ewidgetGreeting\"\xe1\x01\n" +
 	"\vAgentRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12\x12\n" +
@@ -2536,7 +2783,21 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1d\n" +
 	"\n" +
 	"visitor_id\x18\x02 \x01(\fR\tvisitorId\x128\n" +
-	"\x04view\x18\x03 \x01(\v2$.chatpacket.actors.v1.PageViewRecordR\x04view\"a\n" +
+	"\x04view\x18\x03 \x01(\v2$.chatpacket.actors.v1.PageViewRecordR\x04view\"f\n" +
+	"\x13VisitorConversation\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\fR\x0econversationId\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x02 \x01(\x03R\rcreatedUnixMs\"\x95\x01\n" +
+	"\x16AddVisitorConversation\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1d\n" +
+	"\n" +
+	"visitor_id\x18\x02 \x01(\fR\tvisitorId\x12?\n" +
+	"\x05entry\x18\x03 \x01(\v2).chatpacket.actors.v1.VisitorConversationR\x05entry\"\xb4\x01\n" +
+	"\fUpdateTenant\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
+	"\fwidget_color\x18\x03 \x01(\tR\vwidgetColor\x12'\n" +
+	"\x0fwidget_greeting\x18\x04 \x01(\tR\x0ewidgetGreeting\x12'\n" +
+	"\x0fallowed_origins\x18\x05 \x03(\tR\x0eallowedOrigins\"a\n" +
 	"\n" +
 	"AddToInbox\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x126\n" +
@@ -2588,47 +2849,50 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_actors_actorspb_records_proto_goTypes = []any{
-	(AuthorKind)(0),            // 0: chatpacket.actors.v1.AuthorKind
-	(ConversationStatus)(0),    // 1: chatpacket.actors.v1.ConversationStatus
-	(Role)(0),                  // 2: chatpacket.actors.v1.Role
-	(IndexScope)(0),            // 3: chatpacket.actors.v1.IndexScope
-	(TokenKind)(0),             // 4: chatpacket.actors.v1.TokenKind
-	(*Author)(nil),             // 5: chatpacket.actors.v1.Author
-	(*ConversationRecord)(nil), // 6: chatpacket.actors.v1.ConversationRecord
-	(*MessageRecord)(nil),      // 7: chatpacket.actors.v1.MessageRecord
-	(*ClientIDRecord)(nil),     // 8: chatpacket.actors.v1.ClientIDRecord
-	(*Command)(nil),            // 9: chatpacket.actors.v1.Command
-	(*PostMessage)(nil),        // 10: chatpacket.actors.v1.PostMessage
-	(*AssignConversation)(nil), // 11: chatpacket.actors.v1.AssignConversation
-	(*CloseConversation)(nil),  // 12: chatpacket.actors.v1.CloseConversation
-	(*MarkRead)(nil),           // 13: chatpacket.actors.v1.MarkRead
-	(*TenantRecord)(nil),       // 14: chatpacket.actors.v1.TenantRecord
-	(*AgentRecord)(nil),        // 15: chatpacket.actors.v1.AgentRecord
-	(*IndexRecord)(nil),        // 16: chatpacket.actors.v1.IndexRecord
-	(*TokenRecord)(nil),        // 17: chatpacket.actors.v1.TokenRecord
-	(*VisitorRecord)(nil),      // 18: chatpacket.actors.v1.VisitorRecord
-	(*VisitorTech)(nil),        // 19: chatpacket.actors.v1.VisitorTech
-	(*PageViewRecord)(nil),     // 20: chatpacket.actors.v1.PageViewRecord
-	(*ClaimIndex)(nil),         // 21: chatpacket.actors.v1.ClaimIndex
-	(*CreateTenant)(nil),       // 22: chatpacket.actors.v1.CreateTenant
-	(*CreateAgent)(nil),        // 23: chatpacket.actors.v1.CreateAgent
-	(*PutToken)(nil),           // 24: chatpacket.actors.v1.PutToken
-	(*DeleteToken)(nil),        // 25: chatpacket.actors.v1.DeleteToken
-	(*CreateVisitor)(nil),      // 26: chatpacket.actors.v1.CreateVisitor
-	(*InboxEntry)(nil),         // 27: chatpacket.actors.v1.InboxEntry
-	(*TouchVisitor)(nil),       // 28: chatpacket.actors.v1.TouchVisitor
-	(*SetVisitorContact)(nil),  // 29: chatpacket.actors.v1.SetVisitorContact
-	(*AddPageView)(nil),        // 30: chatpacket.actors.v1.AddPageView
-	(*AddToInbox)(nil),         // 31: chatpacket.actors.v1.AddToInbox
-	(*Result)(nil),             // 32: chatpacket.actors.v1.Result
-	nil,                        // 33: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	(AuthorKind)(0),                // 0: chatpacket.actors.v1.AuthorKind
+	(ConversationStatus)(0),        // 1: chatpacket.actors.v1.ConversationStatus
+	(Role)(0),                      // 2: chatpacket.actors.v1.Role
+	(IndexScope)(0),                // 3: chatpacket.actors.v1.IndexScope
+	(TokenKind)(0),                 // 4: chatpacket.actors.v1.TokenKind
+	(*Author)(nil),                 // 5: chatpacket.actors.v1.Author
+	(*ConversationRecord)(nil),     // 6: chatpacket.actors.v1.ConversationRecord
+	(*MessageRecord)(nil),          // 7: chatpacket.actors.v1.MessageRecord
+	(*ClientIDRecord)(nil),         // 8: chatpacket.actors.v1.ClientIDRecord
+	(*Command)(nil),                // 9: chatpacket.actors.v1.Command
+	(*PostMessage)(nil),            // 10: chatpacket.actors.v1.PostMessage
+	(*AssignConversation)(nil),     // 11: chatpacket.actors.v1.AssignConversation
+	(*CloseConversation)(nil),      // 12: chatpacket.actors.v1.CloseConversation
+	(*MarkRead)(nil),               // 13: chatpacket.actors.v1.MarkRead
+	(*TenantRecord)(nil),           // 14: chatpacket.actors.v1.TenantRecord
+	(*AgentRecord)(nil),            // 15: chatpacket.actors.v1.AgentRecord
+	(*IndexRecord)(nil),            // 16: chatpacket.actors.v1.IndexRecord
+	(*TokenRecord)(nil),            // 17: chatpacket.actors.v1.TokenRecord
+	(*VisitorRecord)(nil),          // 18: chatpacket.actors.v1.VisitorRecord
+	(*VisitorTech)(nil),            // 19: chatpacket.actors.v1.VisitorTech
+	(*PageViewRecord)(nil),         // 20: chatpacket.actors.v1.PageViewRecord
+	(*ClaimIndex)(nil),             // 21: chatpacket.actors.v1.ClaimIndex
+	(*CreateTenant)(nil),           // 22: chatpacket.actors.v1.CreateTenant
+	(*CreateAgent)(nil),            // 23: chatpacket.actors.v1.CreateAgent
+	(*PutToken)(nil),               // 24: chatpacket.actors.v1.PutToken
+	(*DeleteToken)(nil),            // 25: chatpacket.actors.v1.DeleteToken
+	(*CreateVisitor)(nil),          // 26: chatpacket.actors.v1.CreateVisitor
+	(*InboxEntry)(nil),             // 27: chatpacket.actors.v1.InboxEntry
+	(*TouchVisitor)(nil),           // 28: chatpacket.actors.v1.TouchVisitor
+	(*SetVisitorContact)(nil),      // 29: chatpacket.actors.v1.SetVisitorContact
+	(*AddPageView)(nil),            // 30: chatpacket.actors.v1.AddPageView
+	(*VisitorConversation)(nil),    // 31: chatpacket.actors.v1.VisitorConversation
+	(*AddVisitorConversation)(nil), // 32: chatpacket.actors.v1.AddVisitorConversation
+	(*UpdateTenant)(nil),           // 33: chatpacket.actors.v1.UpdateTenant
+	(*AddToInbox)(nil),             // 34: chatpacket.actors.v1.AddToInbox
+	(*Result)(nil),                 // 35: chatpacket.actors.v1.Result
+	nil,                            // 36: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	33, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	36, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 	5,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
 	10, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
 	11, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
@@ -2640,30 +2904,33 @@ var file_actors_actorspb_records_proto_depIdxs = []int32{
 	24, // 11: chatpacket.actors.v1.Command.put_token:type_name -> chatpacket.actors.v1.PutToken
 	25, // 12: chatpacket.actors.v1.Command.delete_token:type_name -> chatpacket.actors.v1.DeleteToken
 	26, // 13: chatpacket.actors.v1.Command.create_visitor:type_name -> chatpacket.actors.v1.CreateVisitor
-	31, // 14: chatpacket.actors.v1.Command.add_to_inbox:type_name -> chatpacket.actors.v1.AddToInbox
+	34, // 14: chatpacket.actors.v1.Command.add_to_inbox:type_name -> chatpacket.actors.v1.AddToInbox
 	28, // 15: chatpacket.actors.v1.Command.touch_visitor:type_name -> chatpacket.actors.v1.TouchVisitor
 	30, // 16: chatpacket.actors.v1.Command.add_page_view:type_name -> chatpacket.actors.v1.AddPageView
 	29, // 17: chatpacket.actors.v1.Command.set_visitor_contact:type_name -> chatpacket.actors.v1.SetVisitorContact
-	5,  // 18: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
-	2,  // 19: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
-	4,  // 20: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
-	19, // 21: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	3,  // 22: chatpacket.actors.v1.ClaimIndex.scope:type_name -> chatpacket.actors.v1.IndexScope
-	16, // 23: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	16, // 24: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
-	14, // 25: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	15, // 26: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	17, // 27: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	18, // 28: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	19, // 29: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	20, // 30: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	27, // 31: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
-	6,  // 32: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	32, // 18: chatpacket.actors.v1.Command.add_visitor_conversation:type_name -> chatpacket.actors.v1.AddVisitorConversation
+	33, // 19: chatpacket.actors.v1.Command.update_tenant:type_name -> chatpacket.actors.v1.UpdateTenant
+	5,  // 20: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	2,  // 21: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
+	4,  // 22: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
+	19, // 23: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	3,  // 24: chatpacket.actors.v1.ClaimIndex.scope:type_name -> chatpacket.actors.v1.IndexScope
+	16, // 25: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	16, // 26: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	14, // 27: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	15, // 28: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	17, // 29: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	18, // 30: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	19, // 31: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	20, // 32: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	31, // 33: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
+	27, // 34: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
+	6,  // 35: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -2686,6 +2953,8 @@ func file_actors_actorspb_records_proto_init() {
 		(*Command_TouchVisitor)(nil),
 		(*Command_AddPageView)(nil),
 		(*Command_SetVisitorContact)(nil),
+		(*Command_AddVisitorConversation)(nil),
+		(*Command_UpdateTenant)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2693,7 +2962,7 @@ func file_actors_actorspb_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -56,7 +56,8 @@ type Gateway struct {
 
 	mu struct {
 		sync.Mutex
-		convs map[storage.ID]*conversation
+		convs   map[storage.ID]*conversation
+		tenants map[storage.ID]map[*TenantWatch]struct{}
 	}
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -71,6 +72,7 @@ type conversation struct {
 func New(c *pacluster.Cluster, log *slog.Logger) *Gateway {
 	g := &Gateway{cluster: c, log: log, timeout: 5 * time.Second, stop: make(chan struct{})}
 	g.mu.convs = map[storage.ID]*conversation{}
+	g.mu.tenants = map[storage.ID]map[*TenantWatch]struct{}{}
 	g.pid = c.ActorSystem.Root.Spawn(actor.PropsFromFunc(g.receive))
 	g.wg.Go(g.renewLoop)
 	return g
@@ -79,9 +81,14 @@ func New(c *pacluster.Cluster, log *slog.Logger) *Gateway {
 // Close stops every watch and the gateway.
 func (g *Gateway) Close() {
 	g.mu.Lock()
-	var all []*Watch
+	var all []interface{ Close() }
 	for _, c := range g.mu.convs {
 		for w := range c.watches {
+			all = append(all, w)
+		}
+	}
+	for _, set := range g.mu.tenants {
+		for w := range set {
 			all = append(all, w)
 		}
 	}
@@ -96,17 +103,19 @@ func (g *Gateway) Close() {
 
 // receive is the gateway actor: grains send it their events.
 func (g *Gateway) receive(ctx actor.Context) {
-	ev, ok := ctx.Message().(*grainpb.ConversationEvent)
-	if !ok {
-		return
-	}
-	id := storage.BytesID(ev.ConversationId)
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if c, ok := g.mu.convs[id]; ok {
-		for w := range c.watches {
-			w.offer(ev)
+	switch ev := ctx.Message().(type) {
+	case *grainpb.ConversationEvent:
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if c, ok := g.mu.convs[storage.BytesID(ev.ConversationId)]; ok {
+			for w := range c.watches {
+				w.offer(ev)
+			}
 		}
+	case *grainpb.TenantEvent:
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.offerTenant(ev)
 	}
 }
 
@@ -189,8 +198,8 @@ func (g *Gateway) check(tenant, conv storage.ID) error {
 
 var errNotFound = pacluster.NewGrainErrorResponse(pacluster.ErrorReason_NOT_FOUND, "conversation not found")
 
-// renewLoop renews every subscription at a third of the lease, so a
-// conversation grain that moved or restarted is subscribed to again.
+// renewLoop renews every subscription at a third of the lease, so a grain
+// that moved or restarted is subscribed to again.
 func (g *Gateway) renewLoop() {
 	t := time.NewTicker(Lease / 3)
 	defer t.Stop()
@@ -205,10 +214,19 @@ func (g *Gateway) renewLoop() {
 		for id, c := range g.mu.convs {
 			convs[id] = c.tenant
 		}
+		tenants := make([]storage.ID, 0, len(g.mu.tenants))
+		for id := range g.mu.tenants {
+			tenants = append(tenants, id)
+		}
 		g.mu.Unlock()
 		for conv, tenant := range convs {
 			if err := g.subscribe(tenant, conv); err != nil {
 				g.log.Warn("renewing a subscription", "conversation", conv.String(), "err", err)
+			}
+		}
+		for _, tenant := range tenants {
+			if err := g.subscribeTenant(tenant); err != nil {
+				g.log.Warn("renewing a tenant subscription", "tenant", tenant.String(), "err", err)
 			}
 		}
 	}

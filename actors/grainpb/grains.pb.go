@@ -1,5 +1,5 @@
-// The grain contracts: the calls a Conversation grain answers and the events
-// it pushes to its subscribers. All services live in this one file because
+// The grain contracts: the calls the Conversation, Tenant and Visitor grains
+// answer and the events they push to their subscribers. All services live in this one file because
 // protoc-gen-go-grain emits one helper per file and Go package (two files
 // would redeclare it). Methods are addressed on the wire by their position
 // in a service: add new ones at the end, never reorder.
@@ -1197,6 +1197,604 @@ func (x *SignupResponse) GetWidgetKey() string {
 	return ""
 }
 
+type TenantRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"` // the caller's tenant: must be the grain's own
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TenantRequest) Reset() {
+	*x = TenantRequest{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantRequest) ProtoMessage() {}
+
+func (x *TenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantRequest.ProtoReflect.Descriptor instead.
+func (*TenantRequest) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TenantRequest) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+type SettingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        *actorspb.TenantRecord `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettingsResponse) Reset() {
+	*x = SettingsResponse{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettingsResponse) ProtoMessage() {}
+
+func (x *SettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettingsResponse.ProtoReflect.Descriptor instead.
+func (*SettingsResponse) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SettingsResponse) GetTenant() *actorspb.TenantRecord {
+	if x != nil {
+		return x.Tenant
+	}
+	return nil
+}
+
+type UpdateSettingsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Settings      *actorspb.UpdateTenant `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSettingsRequest) Reset() {
+	*x = UpdateSettingsRequest{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSettingsRequest) ProtoMessage() {}
+
+func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSettingsRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *UpdateSettingsRequest) GetSettings() *actorspb.UpdateTenant {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+type AgentsResponse struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Agents        []*actorspb.AgentRecord `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"` // password hashes left out
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentsResponse) Reset() {
+	*x = AgentsResponse{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentsResponse) ProtoMessage() {}
+
+func (x *AgentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentsResponse.ProtoReflect.Descriptor instead.
+func (*AgentsResponse) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AgentsResponse) GetAgents() []*actorspb.AgentRecord {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+// ConversationSummary is what a conversation grain tells its tenant: sent
+// at once when the conversation starts or its status or assignee change,
+// and otherwise at most once per coalescing window however many messages
+// arrive.
+type ConversationSummary struct {
+	state        protoimpl.MessageState       `protogen:"open.v1"`
+	TenantId     []byte                       `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Conversation *actorspb.ConversationRecord `protobuf:"bytes,2,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	// since_seq is the last seq of the previous summary of this activation:
+	// the messages after it are new since then. A watcher that learns of the
+	// conversation from this summary starts after it.
+	SinceSeq      uint64 `protobuf:"varint,3,opt,name=since_seq,json=sinceSeq,proto3" json:"since_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversationSummary) Reset() {
+	*x = ConversationSummary{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationSummary) ProtoMessage() {}
+
+func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationSummary.ProtoReflect.Descriptor instead.
+func (*ConversationSummary) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ConversationSummary) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *ConversationSummary) GetConversation() *actorspb.ConversationRecord {
+	if x != nil {
+		return x.Conversation
+	}
+	return nil
+}
+
+func (x *ConversationSummary) GetSinceSeq() uint64 {
+	if x != nil {
+		return x.SinceSeq
+	}
+	return 0
+}
+
+// TenantEvent is pushed to every subscriber of a tenant (the gateways of
+// nodes with agent sockets of that tenant).
+type TenantEvent struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*TenantEvent_Summary
+	Event         isTenantEvent_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TenantEvent) Reset() {
+	*x = TenantEvent{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantEvent) ProtoMessage() {}
+
+func (x *TenantEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantEvent.ProtoReflect.Descriptor instead.
+func (*TenantEvent) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *TenantEvent) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *TenantEvent) GetEvent() isTenantEvent_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *TenantEvent) GetSummary() *ConversationSummary {
+	if x != nil {
+		if x, ok := x.Event.(*TenantEvent_Summary); ok {
+			return x.Summary
+		}
+	}
+	return nil
+}
+
+type isTenantEvent_Event interface {
+	isTenantEvent_Event()
+}
+
+type TenantEvent_Summary struct {
+	Summary *ConversationSummary `protobuf:"bytes,2,opt,name=summary,proto3,oneof"`
+}
+
+func (*TenantEvent_Summary) isTenantEvent_Event() {}
+
+// StartRequest begins a widget session of the visitor (the grain's
+// identity): creates the visitor when create is set, and records the
+// session's technical data.
+type StartRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Create        bool                   `protobuf:"varint,2,opt,name=create,proto3" json:"create,omitempty"`
+	SessionBlind  []byte                 `protobuf:"bytes,3,opt,name=session_blind,json=sessionBlind,proto3" json:"session_blind,omitempty"` // create: the blind index token of the session id
+	Tech          *actorspb.VisitorTech  `protobuf:"bytes,4,opt,name=tech,proto3" json:"tech,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartRequest) Reset() {
+	*x = StartRequest{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartRequest) ProtoMessage() {}
+
+func (x *StartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
+func (*StartRequest) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *StartRequest) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *StartRequest) GetCreate() bool {
+	if x != nil {
+		return x.Create
+	}
+	return false
+}
+
+func (x *StartRequest) GetSessionBlind() []byte {
+	if x != nil {
+		return x.SessionBlind
+	}
+	return nil
+}
+
+func (x *StartRequest) GetTech() *actorspb.VisitorTech {
+	if x != nil {
+		return x.Tech
+	}
+	return nil
+}
+
+type ContactRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Email         string                 `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactRequest) Reset() {
+	*x = ContactRequest{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactRequest) ProtoMessage() {}
+
+func (x *ContactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactRequest.ProtoReflect.Descriptor instead.
+func (*ContactRequest) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ContactRequest) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *ContactRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ContactRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+type PageViewRequest struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	TenantId      []byte                   `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	View          *actorspb.PageViewRecord `protobuf:"bytes,2,opt,name=view,proto3" json:"view,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PageViewRequest) Reset() {
+	*x = PageViewRequest{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PageViewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PageViewRequest) ProtoMessage() {}
+
+func (x *PageViewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PageViewRequest.ProtoReflect.Descriptor instead.
+func (*PageViewRequest) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PageViewRequest) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *PageViewRequest) GetView() *actorspb.PageViewRecord {
+	if x != nil {
+		return x.View
+	}
+	return nil
+}
+
+type AddConversationRequest struct {
+	state         protoimpl.MessageState        `protogen:"open.v1"`
+	TenantId      []byte                        `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Conversation  *actorspb.VisitorConversation `protobuf:"bytes,2,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddConversationRequest) Reset() {
+	*x = AddConversationRequest{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddConversationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddConversationRequest) ProtoMessage() {}
+
+func (x *AddConversationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddConversationRequest.ProtoReflect.Descriptor instead.
+func (*AddConversationRequest) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *AddConversationRequest) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *AddConversationRequest) GetConversation() *actorspb.VisitorConversation {
+	if x != nil {
+		return x.Conversation
+	}
+	return nil
+}
+
+type VisitorConversationsResponse struct {
+	state         protoimpl.MessageState          `protogen:"open.v1"`
+	Conversations []*actorspb.VisitorConversation `protobuf:"bytes,1,rep,name=conversations,proto3" json:"conversations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VisitorConversationsResponse) Reset() {
+	*x = VisitorConversationsResponse{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VisitorConversationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VisitorConversationsResponse) ProtoMessage() {}
+
+func (x *VisitorConversationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VisitorConversationsResponse.ProtoReflect.Descriptor instead.
+func (*VisitorConversationsResponse) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *VisitorConversationsResponse) GetConversations() []*actorspb.VisitorConversation {
+	if x != nil {
+		return x.Conversations
+	}
+	return nil
+}
+
 var File_actors_grainpb_grains_proto protoreflect.FileDescriptor
 
 const file_actors_grainpb_grains_proto_rawDesc = "" +
@@ -1282,7 +1880,40 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
 	"\bowner_id\x18\x02 \x01(\fR\aownerId\x12\x1d\n" +
 	"\n" +
-	"widget_key\x18\x03 \x01(\tR\twidgetKey2\xb3\x05\n" +
+	"widget_key\x18\x03 \x01(\tR\twidgetKey\",\n" +
+	"\rTenantRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\"N\n" +
+	"\x10SettingsResponse\x12:\n" +
+	"\x06tenant\x18\x01 \x01(\v2\".chatpacket.actors.v1.TenantRecordR\x06tenant\"W\n" +
+	"\x15UpdateSettingsRequest\x12>\n" +
+	"\bsettings\x18\x01 \x01(\v2\".chatpacket.actors.v1.UpdateTenantR\bsettings\"K\n" +
+	"\x0eAgentsResponse\x129\n" +
+	"\x06agents\x18\x01 \x03(\v2!.chatpacket.actors.v1.AgentRecordR\x06agents\"\x9d\x01\n" +
+	"\x13ConversationSummary\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12L\n" +
+	"\fconversation\x18\x02 \x01(\v2(.chatpacket.actors.v1.ConversationRecordR\fconversation\x12\x1b\n" +
+	"\tsince_seq\x18\x03 \x01(\x04R\bsinceSeq\"z\n" +
+	"\vTenantEvent\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12E\n" +
+	"\asummary\x18\x02 \x01(\v2).chatpacket.grains.v1.ConversationSummaryH\x00R\asummaryB\a\n" +
+	"\x05event\"\x9f\x01\n" +
+	"\fStartRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x16\n" +
+	"\x06create\x18\x02 \x01(\bR\x06create\x12#\n" +
+	"\rsession_blind\x18\x03 \x01(\fR\fsessionBlind\x125\n" +
+	"\x04tech\x18\x04 \x01(\v2!.chatpacket.actors.v1.VisitorTechR\x04tech\"W\n" +
+	"\x0eContactRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\"h\n" +
+	"\x0fPageViewRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x128\n" +
+	"\x04view\x18\x02 \x01(\v2$.chatpacket.actors.v1.PageViewRecordR\x04view\"\x84\x01\n" +
+	"\x16AddConversationRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12M\n" +
+	"\fconversation\x18\x02 \x01(\v2).chatpacket.actors.v1.VisitorConversationR\fconversation\"o\n" +
+	"\x1cVisitorConversationsResponse\x12O\n" +
+	"\rconversations\x18\x01 \x03(\v2).chatpacket.actors.v1.VisitorConversationR\rconversations2\xb3\x05\n" +
 	"\fConversation\x12M\n" +
 	"\x04Post\x12!.chatpacket.grains.v1.PostRequest\x1a\".chatpacket.grains.v1.PostResponse\x12M\n" +
 	"\x04Read\x12!.chatpacket.grains.v1.ReadRequest\x1a\".chatpacket.grains.v1.ReadResponse\x12\\\n" +
@@ -1291,9 +1922,21 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\x06Typing\x12#.chatpacket.grains.v1.TypingRequest\x1a\x1b.chatpacket.grains.v1.Empty\x12Y\n" +
 	"\bMarkRead\x12%.chatpacket.grains.v1.MarkReadRequest\x1a&.chatpacket.grains.v1.MarkReadResponse\x12U\n" +
 	"\x06Assign\x12#.chatpacket.grains.v1.AssignRequest\x1a&.chatpacket.grains.v1.ConversationInfo\x12S\n" +
-	"\x05Close\x12\".chatpacket.grains.v1.CloseRequest\x1a&.chatpacket.grains.v1.ConversationInfo2]\n" +
+	"\x05Close\x12\".chatpacket.grains.v1.CloseRequest\x1a&.chatpacket.grains.v1.ConversationInfo2\x99\x04\n" +
 	"\x06Tenant\x12S\n" +
-	"\x06Signup\x12#.chatpacket.grains.v1.SignupRequest\x1a$.chatpacket.grains.v1.SignupResponseB1Z/github.com/chatpacket/chatpacket/actors/grainpbb\x06proto3"
+	"\x06Signup\x12#.chatpacket.grains.v1.SignupRequest\x1a$.chatpacket.grains.v1.SignupResponse\x12W\n" +
+	"\bSettings\x12#.chatpacket.grains.v1.TenantRequest\x1a&.chatpacket.grains.v1.SettingsResponse\x12e\n" +
+	"\x0eUpdateSettings\x12+.chatpacket.grains.v1.UpdateSettingsRequest\x1a&.chatpacket.grains.v1.SettingsResponse\x12S\n" +
+	"\x06Agents\x12#.chatpacket.grains.v1.TenantRequest\x1a$.chatpacket.grains.v1.AgentsResponse\x12S\n" +
+	"\tSummarize\x12).chatpacket.grains.v1.ConversationSummary\x1a\x1b.chatpacket.grains.v1.Empty\x12P\n" +
+	"\tSubscribe\x12&.chatpacket.grains.v1.SubscribeRequest\x1a\x1b.chatpacket.grains.v1.Empty2\xbc\x03\n" +
+	"\aVisitor\x12H\n" +
+	"\x05Start\x12\".chatpacket.grains.v1.StartRequest\x1a\x1b.chatpacket.grains.v1.Empty\x12O\n" +
+	"\n" +
+	"SetContact\x12$.chatpacket.grains.v1.ContactRequest\x1a\x1b.chatpacket.grains.v1.Empty\x12N\n" +
+	"\bPageView\x12%.chatpacket.grains.v1.PageViewRequest\x1a\x1b.chatpacket.grains.v1.Empty\x12\\\n" +
+	"\x0fAddConversation\x12,.chatpacket.grains.v1.AddConversationRequest\x1a\x1b.chatpacket.grains.v1.Empty\x12h\n" +
+	"\rConversations\x12#.chatpacket.grains.v1.TenantRequest\x1a2.chatpacket.grains.v1.VisitorConversationsResponseB1Z/github.com/chatpacket/chatpacket/actors/grainpbb\x06proto3"
 
 var (
 	file_actors_grainpb_grains_proto_rawDescOnce sync.Once
@@ -1307,63 +1950,109 @@ func file_actors_grainpb_grains_proto_rawDescGZIP() []byte {
 	return file_actors_grainpb_grains_proto_rawDescData
 }
 
-var file_actors_grainpb_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_actors_grainpb_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_actors_grainpb_grains_proto_goTypes = []any{
-	(*Empty)(nil),                       // 0: chatpacket.grains.v1.Empty
-	(*PostRequest)(nil),                 // 1: chatpacket.grains.v1.PostRequest
-	(*PostResponse)(nil),                // 2: chatpacket.grains.v1.PostResponse
-	(*ReadRequest)(nil),                 // 3: chatpacket.grains.v1.ReadRequest
-	(*Message)(nil),                     // 4: chatpacket.grains.v1.Message
-	(*ReadResponse)(nil),                // 5: chatpacket.grains.v1.ReadResponse
-	(*SubscribeRequest)(nil),            // 6: chatpacket.grains.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),           // 7: chatpacket.grains.v1.SubscribeResponse
-	(*UnsubscribeRequest)(nil),          // 8: chatpacket.grains.v1.UnsubscribeRequest
-	(*TypingRequest)(nil),               // 9: chatpacket.grains.v1.TypingRequest
-	(*MarkReadRequest)(nil),             // 10: chatpacket.grains.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),            // 11: chatpacket.grains.v1.MarkReadResponse
-	(*AssignRequest)(nil),               // 12: chatpacket.grains.v1.AssignRequest
-	(*CloseRequest)(nil),                // 13: chatpacket.grains.v1.CloseRequest
-	(*ConversationInfo)(nil),            // 14: chatpacket.grains.v1.ConversationInfo
-	(*ConversationEvent)(nil),           // 15: chatpacket.grains.v1.ConversationEvent
-	(*ReadEvent)(nil),                   // 16: chatpacket.grains.v1.ReadEvent
-	(*SignupRequest)(nil),               // 17: chatpacket.grains.v1.SignupRequest
-	(*SignupResponse)(nil),              // 18: chatpacket.grains.v1.SignupResponse
-	(*actorspb.Author)(nil),             // 19: chatpacket.actors.v1.Author
-	(*actorspb.ConversationRecord)(nil), // 20: chatpacket.actors.v1.ConversationRecord
+	(*Empty)(nil),                        // 0: chatpacket.grains.v1.Empty
+	(*PostRequest)(nil),                  // 1: chatpacket.grains.v1.PostRequest
+	(*PostResponse)(nil),                 // 2: chatpacket.grains.v1.PostResponse
+	(*ReadRequest)(nil),                  // 3: chatpacket.grains.v1.ReadRequest
+	(*Message)(nil),                      // 4: chatpacket.grains.v1.Message
+	(*ReadResponse)(nil),                 // 5: chatpacket.grains.v1.ReadResponse
+	(*SubscribeRequest)(nil),             // 6: chatpacket.grains.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),            // 7: chatpacket.grains.v1.SubscribeResponse
+	(*UnsubscribeRequest)(nil),           // 8: chatpacket.grains.v1.UnsubscribeRequest
+	(*TypingRequest)(nil),                // 9: chatpacket.grains.v1.TypingRequest
+	(*MarkReadRequest)(nil),              // 10: chatpacket.grains.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),             // 11: chatpacket.grains.v1.MarkReadResponse
+	(*AssignRequest)(nil),                // 12: chatpacket.grains.v1.AssignRequest
+	(*CloseRequest)(nil),                 // 13: chatpacket.grains.v1.CloseRequest
+	(*ConversationInfo)(nil),             // 14: chatpacket.grains.v1.ConversationInfo
+	(*ConversationEvent)(nil),            // 15: chatpacket.grains.v1.ConversationEvent
+	(*ReadEvent)(nil),                    // 16: chatpacket.grains.v1.ReadEvent
+	(*SignupRequest)(nil),                // 17: chatpacket.grains.v1.SignupRequest
+	(*SignupResponse)(nil),               // 18: chatpacket.grains.v1.SignupResponse
+	(*TenantRequest)(nil),                // 19: chatpacket.grains.v1.TenantRequest
+	(*SettingsResponse)(nil),             // 20: chatpacket.grains.v1.SettingsResponse
+	(*UpdateSettingsRequest)(nil),        // 21: chatpacket.grains.v1.UpdateSettingsRequest
+	(*AgentsResponse)(nil),               // 22: chatpacket.grains.v1.AgentsResponse
+	(*ConversationSummary)(nil),          // 23: chatpacket.grains.v1.ConversationSummary
+	(*TenantEvent)(nil),                  // 24: chatpacket.grains.v1.TenantEvent
+	(*StartRequest)(nil),                 // 25: chatpacket.grains.v1.StartRequest
+	(*ContactRequest)(nil),               // 26: chatpacket.grains.v1.ContactRequest
+	(*PageViewRequest)(nil),              // 27: chatpacket.grains.v1.PageViewRequest
+	(*AddConversationRequest)(nil),       // 28: chatpacket.grains.v1.AddConversationRequest
+	(*VisitorConversationsResponse)(nil), // 29: chatpacket.grains.v1.VisitorConversationsResponse
+	(*actorspb.Author)(nil),              // 30: chatpacket.actors.v1.Author
+	(*actorspb.ConversationRecord)(nil),  // 31: chatpacket.actors.v1.ConversationRecord
+	(*actorspb.TenantRecord)(nil),        // 32: chatpacket.actors.v1.TenantRecord
+	(*actorspb.UpdateTenant)(nil),        // 33: chatpacket.actors.v1.UpdateTenant
+	(*actorspb.AgentRecord)(nil),         // 34: chatpacket.actors.v1.AgentRecord
+	(*actorspb.VisitorTech)(nil),         // 35: chatpacket.actors.v1.VisitorTech
+	(*actorspb.PageViewRecord)(nil),      // 36: chatpacket.actors.v1.PageViewRecord
+	(*actorspb.VisitorConversation)(nil), // 37: chatpacket.actors.v1.VisitorConversation
 }
 var file_actors_grainpb_grains_proto_depIdxs = []int32{
-	19, // 0: chatpacket.grains.v1.PostRequest.author:type_name -> chatpacket.actors.v1.Author
-	19, // 1: chatpacket.grains.v1.Message.author:type_name -> chatpacket.actors.v1.Author
+	30, // 0: chatpacket.grains.v1.PostRequest.author:type_name -> chatpacket.actors.v1.Author
+	30, // 1: chatpacket.grains.v1.Message.author:type_name -> chatpacket.actors.v1.Author
 	4,  // 2: chatpacket.grains.v1.ReadResponse.messages:type_name -> chatpacket.grains.v1.Message
-	19, // 3: chatpacket.grains.v1.TypingRequest.author:type_name -> chatpacket.actors.v1.Author
-	20, // 4: chatpacket.grains.v1.ConversationInfo.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	30, // 3: chatpacket.grains.v1.TypingRequest.author:type_name -> chatpacket.actors.v1.Author
+	31, // 4: chatpacket.grains.v1.ConversationInfo.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
 	4,  // 5: chatpacket.grains.v1.ConversationEvent.message:type_name -> chatpacket.grains.v1.Message
-	19, // 6: chatpacket.grains.v1.ConversationEvent.typing:type_name -> chatpacket.actors.v1.Author
+	30, // 6: chatpacket.grains.v1.ConversationEvent.typing:type_name -> chatpacket.actors.v1.Author
 	16, // 7: chatpacket.grains.v1.ConversationEvent.read:type_name -> chatpacket.grains.v1.ReadEvent
 	14, // 8: chatpacket.grains.v1.ConversationEvent.changed:type_name -> chatpacket.grains.v1.ConversationInfo
-	1,  // 9: chatpacket.grains.v1.Conversation.Post:input_type -> chatpacket.grains.v1.PostRequest
-	3,  // 10: chatpacket.grains.v1.Conversation.Read:input_type -> chatpacket.grains.v1.ReadRequest
-	6,  // 11: chatpacket.grains.v1.Conversation.Subscribe:input_type -> chatpacket.grains.v1.SubscribeRequest
-	8,  // 12: chatpacket.grains.v1.Conversation.Unsubscribe:input_type -> chatpacket.grains.v1.UnsubscribeRequest
-	9,  // 13: chatpacket.grains.v1.Conversation.Typing:input_type -> chatpacket.grains.v1.TypingRequest
-	10, // 14: chatpacket.grains.v1.Conversation.MarkRead:input_type -> chatpacket.grains.v1.MarkReadRequest
-	12, // 15: chatpacket.grains.v1.Conversation.Assign:input_type -> chatpacket.grains.v1.AssignRequest
-	13, // 16: chatpacket.grains.v1.Conversation.Close:input_type -> chatpacket.grains.v1.CloseRequest
-	17, // 17: chatpacket.grains.v1.Tenant.Signup:input_type -> chatpacket.grains.v1.SignupRequest
-	2,  // 18: chatpacket.grains.v1.Conversation.Post:output_type -> chatpacket.grains.v1.PostResponse
-	5,  // 19: chatpacket.grains.v1.Conversation.Read:output_type -> chatpacket.grains.v1.ReadResponse
-	7,  // 20: chatpacket.grains.v1.Conversation.Subscribe:output_type -> chatpacket.grains.v1.SubscribeResponse
-	0,  // 21: chatpacket.grains.v1.Conversation.Unsubscribe:output_type -> chatpacket.grains.v1.Empty
-	0,  // 22: chatpacket.grains.v1.Conversation.Typing:output_type -> chatpacket.grains.v1.Empty
-	11, // 23: chatpacket.grains.v1.Conversation.MarkRead:output_type -> chatpacket.grains.v1.MarkReadResponse
-	14, // 24: chatpacket.grains.v1.Conversation.Assign:output_type -> chatpacket.grains.v1.ConversationInfo
-	14, // 25: chatpacket.grains.v1.Conversation.Close:output_type -> chatpacket.grains.v1.ConversationInfo
-	18, // 26: chatpacket.grains.v1.Tenant.Signup:output_type -> chatpacket.grains.v1.SignupResponse
-	18, // [18:27] is the sub-list for method output_type
-	9,  // [9:18] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	32, // 9: chatpacket.grains.v1.SettingsResponse.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	33, // 10: chatpacket.grains.v1.UpdateSettingsRequest.settings:type_name -> chatpacket.actors.v1.UpdateTenant
+	34, // 11: chatpacket.grains.v1.AgentsResponse.agents:type_name -> chatpacket.actors.v1.AgentRecord
+	31, // 12: chatpacket.grains.v1.ConversationSummary.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	23, // 13: chatpacket.grains.v1.TenantEvent.summary:type_name -> chatpacket.grains.v1.ConversationSummary
+	35, // 14: chatpacket.grains.v1.StartRequest.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	36, // 15: chatpacket.grains.v1.PageViewRequest.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	37, // 16: chatpacket.grains.v1.AddConversationRequest.conversation:type_name -> chatpacket.actors.v1.VisitorConversation
+	37, // 17: chatpacket.grains.v1.VisitorConversationsResponse.conversations:type_name -> chatpacket.actors.v1.VisitorConversation
+	1,  // 18: chatpacket.grains.v1.Conversation.Post:input_type -> chatpacket.grains.v1.PostRequest
+	3,  // 19: chatpacket.grains.v1.Conversation.Read:input_type -> chatpacket.grains.v1.ReadRequest
+	6,  // 20: chatpacket.grains.v1.Conversation.Subscribe:input_type -> chatpacket.grains.v1.SubscribeRequest
+	8,  // 21: chatpacket.grains.v1.Conversation.Unsubscribe:input_type -> chatpacket.grains.v1.UnsubscribeRequest
+	9,  // 22: chatpacket.grains.v1.Conversation.Typing:input_type -> chatpacket.grains.v1.TypingRequest
+	10, // 23: chatpacket.grains.v1.Conversation.MarkRead:input_type -> chatpacket.grains.v1.MarkReadRequest
+	12, // 24: chatpacket.grains.v1.Conversation.Assign:input_type -> chatpacket.grains.v1.AssignRequest
+	13, // 25: chatpacket.grains.v1.Conversation.Close:input_type -> chatpacket.grains.v1.CloseRequest
+	17, // 26: chatpacket.grains.v1.Tenant.Signup:input_type -> chatpacket.grains.v1.SignupRequest
+	19, // 27: chatpacket.grains.v1.Tenant.Settings:input_type -> chatpacket.grains.v1.TenantRequest
+	21, // 28: chatpacket.grains.v1.Tenant.UpdateSettings:input_type -> chatpacket.grains.v1.UpdateSettingsRequest
+	19, // 29: chatpacket.grains.v1.Tenant.Agents:input_type -> chatpacket.grains.v1.TenantRequest
+	23, // 30: chatpacket.grains.v1.Tenant.Summarize:input_type -> chatpacket.grains.v1.ConversationSummary
+	6,  // 31: chatpacket.grains.v1.Tenant.Subscribe:input_type -> chatpacket.grains.v1.SubscribeRequest
+	25, // 32: chatpacket.grains.v1.Visitor.Start:input_type -> chatpacket.grains.v1.StartRequest
+	26, // 33: chatpacket.grains.v1.Visitor.SetContact:input_type -> chatpacket.grains.v1.ContactRequest
+	27, // 34: chatpacket.grains.v1.Visitor.PageView:input_type -> chatpacket.grains.v1.PageViewRequest
+	28, // 35: chatpacket.grains.v1.Visitor.AddConversation:input_type -> chatpacket.grains.v1.AddConversationRequest
+	19, // 36: chatpacket.grains.v1.Visitor.Conversations:input_type -> chatpacket.grains.v1.TenantRequest
+	2,  // 37: chatpacket.grains.v1.Conversation.Post:output_type -> chatpacket.grains.v1.PostResponse
+	5,  // 38: chatpacket.grains.v1.Conversation.Read:output_type -> chatpacket.grains.v1.ReadResponse
+	7,  // 39: chatpacket.grains.v1.Conversation.Subscribe:output_type -> chatpacket.grains.v1.SubscribeResponse
+	0,  // 40: chatpacket.grains.v1.Conversation.Unsubscribe:output_type -> chatpacket.grains.v1.Empty
+	0,  // 41: chatpacket.grains.v1.Conversation.Typing:output_type -> chatpacket.grains.v1.Empty
+	11, // 42: chatpacket.grains.v1.Conversation.MarkRead:output_type -> chatpacket.grains.v1.MarkReadResponse
+	14, // 43: chatpacket.grains.v1.Conversation.Assign:output_type -> chatpacket.grains.v1.ConversationInfo
+	14, // 44: chatpacket.grains.v1.Conversation.Close:output_type -> chatpacket.grains.v1.ConversationInfo
+	18, // 45: chatpacket.grains.v1.Tenant.Signup:output_type -> chatpacket.grains.v1.SignupResponse
+	20, // 46: chatpacket.grains.v1.Tenant.Settings:output_type -> chatpacket.grains.v1.SettingsResponse
+	20, // 47: chatpacket.grains.v1.Tenant.UpdateSettings:output_type -> chatpacket.grains.v1.SettingsResponse
+	22, // 48: chatpacket.grains.v1.Tenant.Agents:output_type -> chatpacket.grains.v1.AgentsResponse
+	0,  // 49: chatpacket.grains.v1.Tenant.Summarize:output_type -> chatpacket.grains.v1.Empty
+	0,  // 50: chatpacket.grains.v1.Tenant.Subscribe:output_type -> chatpacket.grains.v1.Empty
+	0,  // 51: chatpacket.grains.v1.Visitor.Start:output_type -> chatpacket.grains.v1.Empty
+	0,  // 52: chatpacket.grains.v1.Visitor.SetContact:output_type -> chatpacket.grains.v1.Empty
+	0,  // 53: chatpacket.grains.v1.Visitor.PageView:output_type -> chatpacket.grains.v1.Empty
+	0,  // 54: chatpacket.grains.v1.Visitor.AddConversation:output_type -> chatpacket.grains.v1.Empty
+	29, // 55: chatpacket.grains.v1.Visitor.Conversations:output_type -> chatpacket.grains.v1.VisitorConversationsResponse
+	37, // [37:56] is the sub-list for method output_type
+	18, // [18:37] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_actors_grainpb_grains_proto_init() }
@@ -1377,15 +2066,18 @@ func file_actors_grainpb_grains_proto_init() {
 		(*ConversationEvent_Read)(nil),
 		(*ConversationEvent_Changed)(nil),
 	}
+	file_actors_grainpb_grains_proto_msgTypes[24].OneofWrappers = []any{
+		(*TenantEvent_Summary)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_grainpb_grains_proto_rawDesc), len(file_actors_grainpb_grains_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   30,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_actors_grainpb_grains_proto_goTypes,
 		DependencyIndexes: file_actors_grainpb_grains_proto_depIdxs,

@@ -4,40 +4,49 @@ import (
 	"context"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	pacluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/chatpacket/chatpacket/actors/actorspb"
 	"github.com/chatpacket/chatpacket/actors/grainpb"
 	"github.com/chatpacket/chatpacket/storage"
 )
 
-// MaxLease bounds a subscription's lease: a subscriber that stops renewing
-// (its node died) is forgotten within it.
-const MaxLease = time.Minute
-
 // MaxReadLimit bounds how many messages one Read returns.
 const MaxReadLimit = 500
 
+// SummaryWindow is how long a conversation coalesces its messages before it
+// summarizes them to its tenant: a busy conversation costs its tenant one
+// call per window, not one per message. Starts, assignments and closes are
+// summarized at once.
+const SummaryWindow = 100 * time.Millisecond
+
 // conversation is the grain of one conversation. Its state of record is in
-// the shard state machine; in memory it keeps only who subscribed.
+// the shard state machine; in memory it keeps who subscribed and what its
+// tenant has been told.
 type conversation struct {
-	id      storage.ID
-	deps    *Deps
-	subs    map[string]subscription // by subscriber PID key
-	inboxed bool                    // listed in its tenant's inbox since activation
+	id   storage.ID
+	deps *Deps
+	subs subscribers
+	// started: the tenant has been summarized to once in this activation;
+	// listed: the conversation is in its visitor's list. Each is made sure
+	// of once per activation, which repairs one lost to a crash between
+	// a post and its listing.
+	started, listed bool
+	// summarized is the last seq the tenant was told of; pending is the
+	// record to tell it next, sent when the window's timer (if timed) fires.
+	summarized uint64
+	pending    *actorspb.ConversationRecord
+	tenant     []byte
+	timed      bool
 }
 
-type subscription struct {
-	pid     *actor.PID
-	tenant  string
-	expires time.Time
-}
+// flushSummary is the grain's own timer message: send the pending summary.
+type flushSummary struct{}
 
 var _ grainpb.Conversation = (*conversation)(nil)
 
 func (g *conversation) Init(ctx pacluster.GrainContext) {
 	g.deps = depsOf(ctx.ActorSystem())
-	g.subs = map[string]subscription{}
+	g.subs = subscribers{}
 	id, err := storage.ParseID(ctx.Identity())
 	if err != nil {
 		// Calls on a malformed identity fail below with ErrInvalid.
@@ -46,16 +55,21 @@ func (g *conversation) Init(ctx pacluster.GrainContext) {
 	g.id = id
 }
 
-func (g *conversation) Terminate(pacluster.GrainContext)      {}
-func (g *conversation) ReceiveDefault(pacluster.GrainContext) {}
+// Terminate tells the tenant what is pending before the grain passivates.
+func (g *conversation) Terminate(ctx pacluster.GrainContext) { g.flush(ctx) }
+
+func (g *conversation) ReceiveDefault(ctx pacluster.GrainContext) {
+	if _, ok := ctx.Message().(flushSummary); ok {
+		g.timed = false
+		g.flush(ctx)
+	}
+}
 
 func (g *conversation) apply(cmd *actorspb.Command) (*actorspb.Result, error) {
 	if g.id == (storage.ID{}) {
 		return nil, pacluster.NewGrainErrorResponse(ReasonInvalid, "malformed conversation id")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), g.deps.CallTimeout)
-	defer cancel()
-	res, err := g.deps.Machine.Apply(ctx, cmd)
+	res, err := g.deps.apply(cmd)
 	if err != nil {
 		return nil, toGrainError(err)
 	}
@@ -71,26 +85,28 @@ func (g *conversation) Post(req *grainpb.PostRequest, ctx pacluster.GrainContext
 	if err != nil {
 		return nil, err
 	}
-	if !g.inboxed {
-		// Listing is idempotent; once per activation keeps it cheap and
-		// repairs a listing lost to a crash between the two commands.
-		ctx, cancel := g.deps.callContext()
-		_, err := g.deps.Machine.Apply(ctx, &actorspb.Command{Op: &actorspb.Command_AddToInbox{AddToInbox: &actorspb.AddToInbox{
-			TenantId: req.TenantId, Entry: &actorspb.InboxEntry{ConversationId: g.id[:], VisitorId: res.Conversation.GetVisitorId(), CreatedUnixMs: res.Conversation.GetCreatedUnixMs()},
-		}}})
-		cancel()
-		if err != nil {
-			g.deps.Log.Warn("listing a conversation in its inbox", "err", err)
-		} else {
-			g.inboxed = true
-		}
-	}
 	if !res.Duplicate {
 		// Only after the commit: a subscriber never sees a message that
 		// could still be lost.
-		g.publish(ctx, string(req.TenantId), &grainpb.ConversationEvent{Event: &grainpb.ConversationEvent_Message{Message: &grainpb.Message{
+		g.publish(ctx, req.TenantId, &grainpb.ConversationEvent{Event: &grainpb.ConversationEvent_Message{Message: &grainpb.Message{
 			Seq: res.Seq, Author: req.Author, Body: req.Body, ClientId: req.ClientId, CreatedUnixMs: now.UnixMilli(),
 		}}})
+	}
+	if !g.listed {
+		g.listed = g.list(ctx, req.TenantId, res.Conversation)
+	}
+	switch {
+	case !g.started:
+		// The first summary of an activation goes at once, before the
+		// answer: it lists the conversation in the inbox (idempotently).
+		g.started = true
+		g.summarized = res.Conversation.GetLastSeq() - 1
+		if res.Duplicate {
+			g.summarized = res.Conversation.GetLastSeq()
+		}
+		g.summarize(ctx, req.TenantId, res.Conversation, true)
+	case !res.Duplicate:
+		g.summarize(ctx, req.TenantId, res.Conversation, false)
 	}
 	return &grainpb.PostResponse{Seq: res.Seq, Duplicate: res.Duplicate, Created: res.Created}, nil
 }
@@ -127,20 +143,14 @@ func (g *conversation) Subscribe(req *grainpb.SubscribeRequest, _ pacluster.Grai
 	if err != nil {
 		return nil, err
 	}
-	if req.SubscriberAddress == "" || req.SubscriberId == "" {
-		return nil, pacluster.NewGrainErrorResponse(ReasonInvalid, "no subscriber")
+	if err := g.subs.add(req, g.deps.Now()); err != nil {
+		return nil, err
 	}
-	lease := min(max(time.Duration(req.LeaseMs)*time.Millisecond, time.Second), MaxLease)
-	pid := actor.NewPID(req.SubscriberAddress, req.SubscriberId)
-	g.subs[pid.String()] = subscription{pid: pid, tenant: string(req.TenantId), expires: g.deps.Now().Add(lease)}
 	return &grainpb.SubscribeResponse{LastSeq: conv.LastSeq}, nil
 }
 
 func (g *conversation) Unsubscribe(req *grainpb.UnsubscribeRequest, _ pacluster.GrainContext) (*grainpb.Empty, error) {
-	key := actor.NewPID(req.SubscriberAddress, req.SubscriberId).String()
-	if s, ok := g.subs[key]; ok && s.tenant == string(req.TenantId) {
-		delete(g.subs, key)
-	}
+	g.subs.remove(req.SubscriberAddress, req.SubscriberId, req.TenantId)
 	return &grainpb.Empty{}, nil
 }
 
@@ -148,7 +158,7 @@ func (g *conversation) Typing(req *grainpb.TypingRequest, ctx pacluster.GrainCon
 	if _, err := g.conversation(req.TenantId); err != nil {
 		return nil, err
 	}
-	g.publish(ctx, string(req.TenantId), &grainpb.ConversationEvent{Event: &grainpb.ConversationEvent_Typing{Typing: req.Author}})
+	g.publish(ctx, req.TenantId, &grainpb.ConversationEvent{Event: &grainpb.ConversationEvent_Typing{Typing: req.Author}})
 	return &grainpb.Empty{}, nil
 }
 
@@ -159,7 +169,7 @@ func (g *conversation) MarkRead(req *grainpb.MarkReadRequest, ctx pacluster.Grai
 	if err != nil {
 		return nil, err
 	}
-	g.publish(ctx, string(req.TenantId), &grainpb.ConversationEvent{Event: &grainpb.ConversationEvent_Read{Read: &grainpb.ReadEvent{ReaderId: req.ReaderId, Seq: res.Seq}}})
+	g.publish(ctx, req.TenantId, &grainpb.ConversationEvent{Event: &grainpb.ConversationEvent_Read{Read: &grainpb.ReadEvent{ReaderId: req.ReaderId, Seq: res.Seq}}})
 	return &grainpb.MarkReadResponse{Seq: res.Seq}, nil
 }
 
@@ -183,7 +193,8 @@ func (g *conversation) change(ctx pacluster.GrainContext, tenant []byte, cmd *ac
 		return nil, err
 	}
 	info := &grainpb.ConversationInfo{Conversation: res.Conversation}
-	g.publish(ctx, string(tenant), &grainpb.ConversationEvent{Event: &grainpb.ConversationEvent_Changed{Changed: info}})
+	g.publish(ctx, tenant, &grainpb.ConversationEvent{Event: &grainpb.ConversationEvent_Changed{Changed: info}})
+	g.summarize(ctx, tenant, res.Conversation, true)
 	return info, nil
 }
 
@@ -202,20 +213,55 @@ func (g *conversation) conversation(tenantRaw []byte) (*actorspb.ConversationRec
 	return rec, nil
 }
 
-// publish sends ev to every subscriber of tenant whose lease runs, and
-// forgets the others.
-func (g *conversation) publish(ctx pacluster.GrainContext, tenant string, ev *grainpb.ConversationEvent) {
+// publish sends ev to the conversation's subscribers in tenant.
+func (g *conversation) publish(ctx pacluster.GrainContext, tenant []byte, ev *grainpb.ConversationEvent) {
 	ev.ConversationId = g.id[:]
-	now := g.deps.Now()
-	for key, s := range g.subs {
-		if now.After(s.expires) {
-			delete(g.subs, key)
-			continue
-		}
-		if s.tenant == tenant {
-			ctx.Send(s.pid, ev)
-		}
+	g.subs.publish(ctx, tenant, ev, g.deps.Now())
+}
+
+// list makes sure the conversation is in its visitor's list. It reports
+// success; a failure is logged and retried on the next post.
+func (g *conversation) list(ctx pacluster.GrainContext, tenant []byte, conv *actorspb.ConversationRecord) bool {
+	_, err := grainpb.GetVisitorGrainClient(ctx.Cluster(), storage.BytesID(conv.VisitorId).String()).AddConversation(&grainpb.AddConversationRequest{
+		TenantId: tenant, Conversation: &actorspb.VisitorConversation{ConversationId: g.id[:], CreatedUnixMs: conv.CreatedUnixMs},
+	}, pacluster.WithTimeout(g.deps.CallTimeout))
+	if err != nil {
+		g.deps.Log.Warn("listing a conversation under its visitor", "err", err)
 	}
+	return err == nil
+}
+
+// summarize tells the tenant about the conversation: now, or when the
+// window's timer fires (one timer per window, carrying the latest record).
+func (g *conversation) summarize(ctx pacluster.GrainContext, tenant []byte, conv *actorspb.ConversationRecord, now bool) {
+	g.pending, g.tenant = conv, tenant
+	if now {
+		g.flush(ctx)
+		return
+	}
+	if !g.timed {
+		g.timed = true
+		system, self := ctx.ActorSystem(), ctx.Self()
+		time.AfterFunc(SummaryWindow, func() { system.Root.Send(self, flushSummary{}) })
+	}
+}
+
+// flush sends the pending summary, if any. On failure it stays pending for
+// the next post or timer: the inbox listing is idempotent and a summary
+// carries the whole record, so a late one is as good as a timely one.
+func (g *conversation) flush(ctx pacluster.GrainContext) {
+	if g.pending == nil {
+		return
+	}
+	conv := g.pending
+	_, err := grainpb.GetTenantGrainClient(ctx.Cluster(), storage.BytesID(g.tenant).String()).Summarize(&grainpb.ConversationSummary{
+		TenantId: g.tenant, Conversation: conv, SinceSeq: g.summarized,
+	}, pacluster.WithTimeout(g.deps.CallTimeout))
+	if err != nil {
+		g.deps.Log.Warn("summarizing a conversation to its tenant", "err", err)
+		return
+	}
+	g.pending, g.summarized = nil, conv.LastSeq
 }
 
 func tenantOf(raw []byte) (storage.ID, error) { return idOf(raw, "tenant_id") }

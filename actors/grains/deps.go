@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pacluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/extensions"
+	"github.com/chatpacket/chatpacket/actors/actorspb"
 	"github.com/chatpacket/chatpacket/actors/grainpb"
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/storage"
@@ -47,6 +48,13 @@ func (d *Deps) callContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d.CallTimeout)
 }
 
+// apply proposes cmd to its shard and waits for the commit.
+func (d *Deps) apply(cmd *actorspb.Command) (*actorspb.Result, error) {
+	ctx, cancel := d.callContext()
+	defer cancel()
+	return d.Machine.Apply(ctx, cmd)
+}
+
 // ConversationIdleTimeout is how long a conversation grain stays active
 // without a call before it is passivated (its state is on disk).
 const ConversationIdleTimeout = 10 * time.Minute
@@ -56,6 +64,7 @@ func Kinds() []*pacluster.Kind {
 	return []*pacluster.Kind{
 		grainpb.NewConversationKind(func() grainpb.Conversation { return &conversation{} }, ConversationIdleTimeout),
 		grainpb.NewTenantKind(func() grainpb.Tenant { return &tenant{} }, ConversationIdleTimeout),
+		grainpb.NewVisitorKind(func() grainpb.Visitor { return &visitor{} }, ConversationIdleTimeout),
 	}
 }
 

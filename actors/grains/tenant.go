@@ -15,17 +15,29 @@ import (
 // ReasonExists answers a signup whose email is taken.
 const ReasonExists = pacluster.ErrorReason_ALREADY_EXISTS
 
-// tenant is the grain of one tenant. For now it creates tenants; its
-// settings, team and inbox come with the rest of step 2.
+// MaxAgents bounds the roster Agents returns.
+const MaxAgents = 1000
+
+// maxListed bounds the conversations a tenant grain remembers as listed in
+// its inbox; past it, it forgets them all and re-lists idempotently.
+const maxListed = 100_000
+
+// tenant is the grain of one tenant: signup, settings, the team roster,
+// and the inbox, which conversation grains keep current with summaries
+// and which the grain passes on to the gateways of nodes with agents of
+// the tenant online.
 type tenant struct {
-	id   storage.ID
-	deps *Deps
+	id     storage.ID
+	deps   *Deps
+	subs   subscribers
+	listed map[storage.ID]bool // in the inbox, known since activation
 }
 
 var _ grainpb.Tenant = (*tenant)(nil)
 
 func (g *tenant) Init(ctx pacluster.GrainContext) {
 	g.deps = depsOf(ctx.ActorSystem())
+	g.subs, g.listed = subscribers{}, map[storage.ID]bool{}
 	if id, err := storage.ParseID(ctx.Identity()); err == nil {
 		g.id = id
 	}
@@ -112,14 +124,97 @@ func (g *tenant) sameSignup(widgetKey string) bool {
 	return err == nil && widgetKey != "" && subtle.ConstantTimeCompare([]byte(t.WidgetKey), []byte(widgetKey)) == 1
 }
 
-func (g *tenant) apply(cmd *actorspb.Command) (*actorspb.Result, error) {
+func (g *tenant) apply(cmd *actorspb.Command) (*actorspb.Result, error) { return g.deps.apply(cmd) }
+
+// check makes sure the caller asks about the grain's own tenant.
+func (g *tenant) check(raw []byte) error {
+	if g.id == (storage.ID{}) {
+		return pacluster.NewGrainErrorResponse(ReasonInvalid, "malformed tenant id")
+	}
+	if string(raw) != string(g.id[:]) {
+		return pacluster.NewGrainErrorResponse(ReasonNotFound, "no such tenant")
+	}
+	return nil
+}
+
+// Settings returns the tenant's record: name, widget key and look, allowed
+// origins.
+func (g *tenant) Settings(req *grainpb.TenantRequest, _ pacluster.GrainContext) (*grainpb.SettingsResponse, error) {
+	if err := g.check(req.TenantId); err != nil {
+		return nil, err
+	}
 	ctx, cancel := g.deps.callContext()
 	defer cancel()
-	res, err := g.deps.Machine.Apply(ctx, cmd)
+	t, err := g.deps.Machine.Tenant(ctx, g.id)
+	if err != nil {
+		return nil, toGrainError(err)
+	}
+	return &grainpb.SettingsResponse{Tenant: t}, nil
+}
+
+// UpdateSettings replaces the tenant's settings.
+func (g *tenant) UpdateSettings(req *grainpb.UpdateSettingsRequest, gctx pacluster.GrainContext) (*grainpb.SettingsResponse, error) {
+	if err := g.check(req.GetSettings().GetTenantId()); err != nil {
+		return nil, err
+	}
+	if _, err := g.apply(&actorspb.Command{Op: &actorspb.Command_UpdateTenant{UpdateTenant: req.Settings}}); err != nil {
+		return nil, toGrainError(err)
+	}
+	return g.Settings(&grainpb.TenantRequest{TenantId: g.id[:]}, gctx)
+}
+
+// Agents returns the team, without password hashes.
+func (g *tenant) Agents(req *grainpb.TenantRequest, _ pacluster.GrainContext) (*grainpb.AgentsResponse, error) {
+	if err := g.check(req.TenantId); err != nil {
+		return nil, err
+	}
+	ctx, cancel := g.deps.callContext()
+	defer cancel()
+	agents, err := g.deps.Machine.Agents(ctx, g.id, MaxAgents)
+	if err != nil {
+		return nil, toGrainError(err)
+	}
+	for _, a := range agents {
+		a.PasswordHash = ""
+	}
+	return &grainpb.AgentsResponse{Agents: agents}, nil
+}
+
+// Summarize lists a conversation in the inbox the first time this
+// activation hears of it, then passes the summary on to the subscribers.
+func (g *tenant) Summarize(req *grainpb.ConversationSummary, ctx pacluster.GrainContext) (*grainpb.Empty, error) {
+	if err := g.check(req.TenantId); err != nil {
+		return nil, err
+	}
+	conv := req.GetConversation()
+	id, err := idOf(conv.GetId(), "conversation.id")
 	if err != nil {
 		return nil, err
 	}
-	return res, nil
+	if !g.listed[id] {
+		if _, err := g.apply(&actorspb.Command{Op: &actorspb.Command_AddToInbox{AddToInbox: &actorspb.AddToInbox{
+			TenantId: g.id[:], Entry: &actorspb.InboxEntry{ConversationId: id[:], VisitorId: conv.VisitorId, CreatedUnixMs: conv.CreatedUnixMs},
+		}}}); err != nil {
+			return nil, toGrainError(err)
+		}
+		if len(g.listed) >= maxListed {
+			clear(g.listed)
+		}
+		g.listed[id] = true
+	}
+	g.subs.publish(ctx, g.id[:], &grainpb.TenantEvent{TenantId: g.id[:], Event: &grainpb.TenantEvent_Summary{Summary: req}}, g.deps.Now())
+	return &grainpb.Empty{}, nil
+}
+
+// Subscribe starts or renews a gateway's lease on the tenant's events.
+func (g *tenant) Subscribe(req *grainpb.SubscribeRequest, _ pacluster.GrainContext) (*grainpb.Empty, error) {
+	if err := g.check(req.TenantId); err != nil {
+		return nil, err
+	}
+	if err := g.subs.add(req, g.deps.Now()); err != nil {
+		return nil, err
+	}
+	return &grainpb.Empty{}, nil
 }
 
 // idOf checks and converts an id field of a grain request.

@@ -310,7 +310,6 @@ func (m *Machine) Inbox(ctx context.Context, tenant storage.ID, after storage.ID
 		lower = append(inboxKey(m.db, tenant, after), 0)
 	}
 	var out []*actorspb.InboxEntry
-	errFull := errors.New("full")
 	err := m.db.Scan(ctx, lower, storage.PrefixEnd(prefix), func(_ []byte, open func(proto.Message) error) error {
 		var e actorspb.InboxEntry
 		if err := open(&e); err != nil {
@@ -318,11 +317,11 @@ func (m *Machine) Inbox(ctx context.Context, tenant storage.ID, after storage.ID
 		}
 		out = append(out, &e)
 		if len(out) >= limit {
-			return errFull
+			return errStop
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errFull) {
+	if err != nil && !errors.Is(err, errStop) {
 		return nil, err
 	}
 	return out, nil

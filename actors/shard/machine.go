@@ -36,16 +36,17 @@ import (
 
 // Tables of the shard state machine, after storage's own.
 const (
-	TableConversation = storage.TableFirstUser + iota // ConversationRecord by conversation id
-	TableMessage                                      // MessageRecord by conversation id, seq
-	TableClientID                                     // ClientIDRecord by conversation id, blind(client_id)
-	TableIndex                                        // IndexRecord by blind index token
-	TableTenant                                       // TenantRecord by tenant id
-	TableAgent                                        // AgentRecord by tenant id, agent id
-	TableToken                                        // TokenRecord by SHA-256 of the token
-	TableVisitor                                      // VisitorRecord by visitor id
-	TableInbox                                        // InboxEntry by tenant id, conversation id
-	TablePageView                                     // PageViewRecord by visitor id, time
+	TableConversation        = storage.TableFirstUser + iota // ConversationRecord by conversation id
+	TableMessage                                             // MessageRecord by conversation id, seq
+	TableClientID                                            // ClientIDRecord by conversation id, blind(client_id)
+	TableIndex                                               // IndexRecord by blind index token
+	TableTenant                                              // TenantRecord by tenant id
+	TableAgent                                               // AgentRecord by tenant id, agent id
+	TableToken                                               // TokenRecord by SHA-256 of the token
+	TableVisitor                                             // VisitorRecord by visitor id
+	TableInbox                                               // InboxEntry by tenant id, conversation id
+	TablePageView                                            // PageViewRecord by visitor id, time
+	TableVisitorConversation                                 // VisitorConversation by visitor id, conversation id
 )
 
 // Limits on what a command may carry.
@@ -192,6 +193,10 @@ func routeOf(cmd *actorspb.Command) ([]byte, error) {
 		raw, field = op.AddPageView.VisitorId, "visitor_id"
 	case *actorspb.Command_SetVisitorContact:
 		raw, field = op.SetVisitorContact.VisitorId, "visitor_id"
+	case *actorspb.Command_AddVisitorConversation:
+		raw, field = op.AddVisitorConversation.VisitorId, "visitor_id"
+	case *actorspb.Command_UpdateTenant:
+		raw, field = op.UpdateTenant.TenantId, "tenant_id"
 	default:
 		return nil, fmt.Errorf("%w: no operation", ErrInvalid)
 	}

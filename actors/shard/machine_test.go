@@ -295,3 +295,26 @@ func TestClosedMachine(t *testing.T) {
 		t.Fatalf("Apply after Close = %v; want ErrStopped", err)
 	}
 }
+
+// TestEveryCommandIsRoutedAndApplied guards the two switches a new command
+// must join: each operation of Command, sent empty, is rejected for its
+// missing ids, never as "no operation".
+func TestEveryCommandIsRoutedAndApplied(t *testing.T) {
+	db, _ := open(t, t.TempDir(), newKey())
+	ops := (&actorspb.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op").Fields()
+	for i := range ops.Len() {
+		f := ops.Get(i)
+		cmd := &actorspb.Command{}
+		r := cmd.ProtoReflect()
+		r.Set(f, r.NewField(f))
+		if _, err := routeOf(cmd); err != nil && strings.Contains(err.Error(), "no operation") {
+			t.Errorf("%s: not routed", f.Name())
+		}
+		st := newState(db, map[storage.ID]*actorspb.ConversationRecord{})
+		b := db.NewBatch()
+		if _, err := st.apply(context.Background(), b, cmd); err != nil && strings.Contains(err.Error(), "no operation") {
+			t.Errorf("%s: not applied", f.Name())
+		}
+		b.Close()
+	}
+}

@@ -53,7 +53,6 @@ func (m *Machine) Messages(ctx context.Context, tenant, conv storage.ID, after u
 	lower := messageKey(m.db, conv, after+1)
 	upper := storage.PrefixEnd(storage.Key(shardOf(m.db, conv), TableMessage, conv[:]))
 	var out []Message
-	errStop := errors.New("stop")
 	err := m.db.Scan(ctx, lower, upper, func(key []byte, open func(proto.Message) error) error {
 		seq := binary.BigEndian.Uint64(key[len(key)-8:])
 		rec := &actorspb.MessageRecord{}
@@ -75,3 +74,6 @@ func (m *Machine) Messages(ctx context.Context, tenant, conv storage.ID, after u
 	}
 	return out, nil
 }
+
+// errStop ends a scan that has what it needs.
+var errStop = errors.New("shard: scan stopped")

@@ -78,6 +78,10 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 		res, err = s.addPageView(ctx, ch, op.AddPageView)
 	case *actorspb.Command_SetVisitorContact:
 		res, err = s.setVisitorContact(ctx, ch, op.SetVisitorContact)
+	case *actorspb.Command_AddVisitorConversation:
+		res, err = s.addVisitorConversation(ctx, ch, op.AddVisitorConversation)
+	case *actorspb.Command_UpdateTenant:
+		res, err = s.updateTenant(ctx, ch, op.UpdateTenant)
 	default:
 		err = fmt.Errorf("%w: no operation", ErrInvalid)
 	}

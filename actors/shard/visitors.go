@@ -1,10 +1,12 @@
 package shard
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/chatpacket/chatpacket/actors/actorspb"
@@ -152,4 +154,63 @@ func (m *Machine) PageViews(ctx context.Context, tenant, visitor storage.ID, lim
 		out = append(out, all[i])
 	}
 	return out, nil
+}
+
+func visitorConversationKey(db *storage.DB, visitor, conv storage.ID) []byte {
+	return storage.Key(shardOf(db, visitor), TableVisitorConversation, visitor[:], conv[:])
+}
+
+// addVisitorConversation lists a conversation under its visitor; listing it
+// again changes nothing.
+func (s *state) addVisitorConversation(ctx context.Context, ch *change, a *actorspb.AddVisitorConversation) (*actorspb.Result, error) {
+	tenant, err := idFrom(a.TenantId, "tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	visitor, err := idFrom(a.VisitorId, "visitor_id")
+	if err != nil {
+		return nil, err
+	}
+	conv, err := idFrom(a.GetEntry().GetConversationId(), "entry.conversation_id")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.visitorOf(ctx, tenant, visitor); err != nil {
+		return nil, err
+	}
+	key := visitorConversationKey(s.db, visitor, conv)
+	if found, err := s.exists(ctx, key, nil); err != nil || found {
+		return &actorspb.Result{}, err
+	}
+	if err := ch.staged.Put(ctx, key, storage.SubjectKey(tenant, visitor), a.Entry); err != nil {
+		return nil, err
+	}
+	s.stage(ch, key, a.Entry)
+	return &actorspb.Result{Created: true}, nil
+}
+
+// VisitorConversations returns the conversations of a visitor, newest
+// first, at most limit.
+func (m *Machine) VisitorConversations(ctx context.Context, tenant, visitor storage.ID, limit int) ([]*actorspb.VisitorConversation, error) {
+	if _, err := m.Visitor(ctx, tenant, visitor); err != nil {
+		return nil, err
+	}
+	prefix := storage.Key(shardOf(m.db, visitor), TableVisitorConversation, visitor[:])
+	var all []*actorspb.VisitorConversation
+	err := m.db.ScanPrefix(ctx, prefix, func(_ []byte, open func(proto.Message) error) error {
+		var c actorspb.VisitorConversation
+		if err := open(&c); err != nil {
+			return err
+		}
+		all = append(all, &c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Keys sort by conversation id, which is random: order by time here.
+	slices.SortFunc(all, func(a, b *actorspb.VisitorConversation) int {
+		return cmp.Compare(b.CreatedUnixMs, a.CreatedUnixMs)
+	})
+	return all[:min(limit, len(all))], nil
 }

@@ -29,7 +29,7 @@ import (
 type Config struct {
 	Target   string        // base URL of a node, e.g. http://127.0.0.1:8080
 	Visitors int           // widget sockets, one conversation each
-	Agents   int           // agent sockets; conversations are spread over them
+	Agents   int           // agent sockets of the tenant; each sees every conversation
 	Rate     int           // visitor messages per second, in total
 	Duration time.Duration // how long to send
 	Progress io.Writer     // a line per second while it runs; nil for none
@@ -46,7 +46,7 @@ type Result struct {
 func (r Result) AckedPerSecond() float64 { return float64(r.Acked) / r.Elapsed.Seconds() }
 
 func (r Result) String() string {
-	return fmt.Sprintf("sent %d, acked %d (%.0f/s), delivered to agents %d, errors %d in %v; delivery latency p50 %v p99 %v p999 %v",
+	return fmt.Sprintf("sent %d, acked %d (%.0f/s), delivered to agents %d (to each agent socket), errors %d in %v; delivery latency p50 %v p99 %v p999 %v",
 		r.Sent, r.Acked, r.AckedPerSecond(), r.Delivered, r.Errors, r.Elapsed.Round(time.Millisecond),
 		r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.P999.Round(10*time.Microsecond))
 }
@@ -199,10 +199,15 @@ func (r *run) setup(ctx context.Context) error {
 		}
 		r.agents = append(r.agents, ws)
 	}
-	for i, v := range r.visitors {
-		agent := r.agents[i%len(r.agents)]
-		if err := writeJSON(ctx, agent, map[string]any{"type": "resume", "conversation_id": v.conv, "after": 1}); err != nil {
-			return err
+	// Every agent socket sees every conversation of the tenant; resuming
+	// them all up front makes the watches before the load starts, as a
+	// dashboard that has its inbox open would, so no first message waits
+	// for the tenant's summary.
+	for _, agent := range r.agents {
+		for _, v := range r.visitors {
+			if err := writeJSON(ctx, agent, map[string]any{"type": "resume", "conversation_id": v.conv, "after": 1}); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -262,7 +267,8 @@ func (r *run) load(ctx context.Context) (Result, error) {
 	sendTime := time.Since(start)
 	// Let the last acks and deliveries arrive, up to 2 s.
 	deadline := time.Now().Add(2 * time.Second)
-	for (r.acked.Load() < r.sent.Load() || r.delivered.Load() < r.acked.Load()) && time.Now().Before(deadline) {
+	agents := int64(len(r.agents))
+	for (r.acked.Load() < r.sent.Load() || r.delivered.Load() < r.acked.Load()*agents) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
