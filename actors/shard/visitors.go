@@ -135,16 +135,7 @@ func (m *Machine) PageViews(ctx context.Context, tenant, visitor storage.ID, lim
 	if _, err := m.Visitor(ctx, tenant, visitor); err != nil {
 		return nil, err
 	}
-	prefix := storage.Key(shardOf(m.db, visitor), TablePageView, visitor[:])
-	var all []*actorspb.PageViewRecord
-	err := m.db.ScanPrefix(ctx, prefix, func(_ []byte, open func(proto.Message) error) error {
-		var v actorspb.PageViewRecord
-		if err := open(&v); err != nil {
-			return err
-		}
-		all = append(all, &v)
-		return nil
-	})
+	all, err := collect[actorspb.PageViewRecord](ctx, m.db, storage.Key(shardOf(m.db, visitor), TablePageView, visitor[:]))
 	if err != nil && !errors.Is(err, storage.ErrErased) {
 		return nil, err
 	}
@@ -195,16 +186,7 @@ func (m *Machine) VisitorConversations(ctx context.Context, tenant, visitor stor
 	if _, err := m.Visitor(ctx, tenant, visitor); err != nil {
 		return nil, err
 	}
-	prefix := storage.Key(shardOf(m.db, visitor), TableVisitorConversation, visitor[:])
-	var all []*actorspb.VisitorConversation
-	err := m.db.ScanPrefix(ctx, prefix, func(_ []byte, open func(proto.Message) error) error {
-		var c actorspb.VisitorConversation
-		if err := open(&c); err != nil {
-			return err
-		}
-		all = append(all, &c)
-		return nil
-	})
+	all, err := collect[actorspb.VisitorConversation](ctx, m.db, storage.Key(shardOf(m.db, visitor), TableVisitorConversation, visitor[:]))
 	if err != nil {
 		return nil, err
 	}
@@ -213,4 +195,21 @@ func (m *Machine) VisitorConversations(ctx context.Context, tenant, visitor stor
 		return cmp.Compare(b.CreatedUnixMs, a.CreatedUnixMs)
 	})
 	return all[:min(limit, len(all))], nil
+}
+
+// collect opens every record under prefix, in key order.
+func collect[T any, P interface {
+	*T
+	proto.Message
+}](ctx context.Context, db *storage.DB, prefix []byte) ([]P, error) {
+	var all []P
+	err := db.ScanPrefix(ctx, prefix, func(_ []byte, open func(proto.Message) error) error {
+		rec := P(new(T))
+		if err := open(rec); err != nil {
+			return err
+		}
+		all = append(all, rec)
+		return nil
+	})
+	return all, err
 }
