@@ -327,6 +327,17 @@ func (b *Batch) Delete(pkey []byte) error {
 	return b.pb.Delete(pkey, nil)
 }
 
+// DeleteRange adds the removal of every key in [lower, upper) to the batch,
+// as one range tombstone: dropping a raft log prefix or a snapshot's chunks
+// costs one record however many keys it covers. As with Delete, the values
+// leave the files only when compaction passes over the range.
+func (b *Batch) DeleteRange(lower, upper []byte) error {
+	if b.pb == nil {
+		return errBatchClosed
+	}
+	return b.pb.DeleteRange(lower, upper, nil)
+}
+
 // Commit writes the batch durably (synced) and closes it.
 func (b *Batch) Commit(ctx context.Context) error {
 	defer b.Close()

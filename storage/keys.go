@@ -120,6 +120,21 @@ func MonthKey(tenant ID, month time.Time) KeyRef {
 // at login, before the tenant is known).
 var GlobalIndexKey = KeyRef{ID: deriveKeyID(KindIndex, []byte("global")), Parent: MasterKeyID}
 
+// RaftLogKey seals this node's raft state (cluster/raftstore): the log
+// entries, the stable values and the snapshots of every shard's raft group.
+// It is an index key, wrapped by the master key, because that state belongs
+// to the node, not to one tenant or person.
+//
+// Raft log entries carry commands whole, message bodies included, so a
+// person's data also lives here, under a key that erasing the person does
+// not destroy. It lives until the group's next snapshot truncates the log
+// (raft keeps Config.TrailingLogs entries behind the snapshot), and the
+// snapshot store keeps its newest few snapshots: those two settings bound
+// how long an erased person's data survives in raft state. The FSM's
+// snapshots should therefore hold values as the store holds them, sealed
+// under their subject keys, so that shredding reaches them too.
+var RaftLogKey = KeyRef{ID: deriveKeyID(KindIndex, []byte("raft log")), Parent: MasterKeyID}
+
 // parentOf returns the parent of a key whose own KeyRef is not at hand: the
 // kinds fix it for every key that wraps others, which is all ensure needs.
 func parentOf(id KeyID) (KeyID, bool) {

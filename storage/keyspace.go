@@ -27,6 +27,15 @@ const (
 	TableLedger Table = 0x02 // shred ledger (ShredEntry), one per shredded key
 	TableMeta   Table = 0x03 // store metadata, in SystemShard only
 
+	// The raft tables hold each shard's raft group state on this node
+	// (cluster/raftstore). They are node-local: a replica's snapshot or
+	// restore of a shard's replicated tables must leave them alone, or the
+	// group would lose its own log and vote.
+	TableRaftLog          Table = 0x04 // raft log entries by big-endian uint64 index
+	TableRaftStable       Table = 0x05 // raft's stable values (current term, vote) by raft's key name
+	TableRaftSnapshot     Table = 0x06 // raft snapshot data chunks by snapshot id, big-endian uint32 chunk number
+	TableRaftSnapshotMeta Table = 0x07 // raft snapshot metadata by snapshot id, written after all its chunks
+
 	TableFirstUser Table = 0x20
 )
 

@@ -1,0 +1,33 @@
+package raftmux
+
+import (
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// Transport registers shard and returns a raft NetworkTransport over its
+// layer, which is what each shard's raft.NewRaft needs. Closing the
+// transport (raft.Shutdown().Error() does) closes the layer and frees the
+// shard.
+//
+// maxPool is the idle connections kept per peer; with 64 shards per node
+// each unit of it can cost 64 more sockets per peer at each end, so keep it
+// at 2 or 3. timeout bounds each RPC's I/O and the dial. A nil logger means the Mux's logger
+// named "raft-net".
+func (m *Mux) Transport(shard uint16, maxPool int, timeout time.Duration, logger hclog.Logger) (*raft.NetworkTransport, error) {
+	l, err := m.Layer(shard)
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = m.logger.Named("raft-net")
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  l,
+		MaxPool: maxPool,
+		Timeout: timeout,
+		Logger:  logger,
+	}), nil
+}
