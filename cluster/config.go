@@ -17,6 +17,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"github.com/chatpacket/chatpacket/cluster/replica"
 	"log/slog"
 	"net"
 	"time"
@@ -54,6 +55,32 @@ type Config struct {
 
 	// Logger receives warnings and errors of memberlist and protoactor.
 	Logger *slog.Logger
+
+	// RaftAddr is the host:port of the one listener of all the node's raft
+	// groups. Port 0 picks a free port.
+	RaftAddr string
+
+	// Replicas is how many replicas each shard keeps (raft voters), when
+	// that many nodes are live.
+	Replicas int
+
+	// Raft is the raft groups' timing: the presets choose it.
+	Raft replica.Timing
+
+	// Identity is what this node tells the others in its gossip metadata:
+	// its node id, raft address and shard count (see Peer). Empty for a
+	// node that hosts no shards (tests of gossip alone).
+	Identity Identity
+}
+
+// Identity is a node's lasting identity in the cluster: NodeID is kept in
+// its data dir and names it in every shard's raft configuration; RaftAddr
+// is the one listener of its raft groups; Shards is the shard count its
+// store was made with.
+type Identity struct {
+	NodeID   string
+	RaftAddr string
+	Shards   int
 }
 
 // LocalConfig is for nodes on one machine (tests, development): fast
@@ -61,9 +88,10 @@ type Config struct {
 // about 5 s on loopback).
 func LocalConfig() Config {
 	return Config{
-		Name: "chatpacket", GossipAddr: "127.0.0.1:0", RemoteAddr: "127.0.0.1:0",
+		Name: "chatpacket", GossipAddr: "127.0.0.1:0", RemoteAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
 		JoinRetry: 200 * time.Millisecond, RequestTimeout: 5 * time.Second,
 		Gossip: memberlist.DefaultLocalConfig(), Logger: slog.Default(),
+		Replicas: 3, Raft: replica.LocalTiming(),
 	}
 }
 
@@ -71,9 +99,10 @@ func LocalConfig() Config {
 // preset, tolerant of a slower network, detecting a dead node in about 6 s.
 func LANConfig() Config {
 	c := LocalConfig()
-	c.GossipAddr, c.RemoteAddr = "0.0.0.0:7946", "0.0.0.0:8090"
+	c.GossipAddr, c.RemoteAddr, c.RaftAddr = "0.0.0.0:7946", "0.0.0.0:8090", "0.0.0.0:8300"
 	c.JoinRetry = time.Second
 	c.Gossip = memberlist.DefaultLANConfig()
+	c.Raft = replica.LANTiming()
 	return c
 }
 

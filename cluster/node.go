@@ -20,8 +20,12 @@ type Node struct {
 	Cluster *pacluster.Cluster
 
 	p        *provider
+	shards   *Shards // nil for a node started without shards
 	stopOnce sync.Once
 }
+
+// Shards are the node's shard replicas (nil when started by Start alone).
+func (n *Node) Shards() *Shards { return n.shards }
 
 // Option adds to a node what is not configuration: its grain kinds and the
 // extensions its grains find on the actor system.
@@ -110,6 +114,17 @@ func (n *Node) GossipAddr() string { return n.p.gossipAddr() }
 // reads without its lock.)
 func (n *Node) Members() int { return int(n.p.members.Load()) }
 
+// Peers is the live members as gossip last saw them, this node included.
+func (n *Node) Peers() []Peer {
+	n.p.mu.Lock()
+	defer n.p.mu.Unlock()
+	return append([]Peer(nil), n.p.mu.peers...)
+}
+
+// PeersChanged receives after the peer list changed (coalesced: one value
+// may stand for several changes); read Peers then.
+func (n *Node) PeersChanged() <-chan struct{} { return n.p.peersChanged }
+
 // Stop leaves the cluster. Graceful tells the other members first and
 // stops this node's grains (their Terminate runs; protoactor waits about
 // 2 s); otherwise the node just goes, as a crash would look to the others.
@@ -121,6 +136,9 @@ func (n *Node) Stop(graceful bool) {
 		n.Cluster.Shutdown(graceful)
 		if err := n.p.Shutdown(graceful); err != nil {
 			n.p.log.Warn("leaving the cluster", "err", err)
+		}
+		if n.shards != nil {
+			n.shards.close()
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	pacluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/chatpacket/chatpacket/cluster/clusterpb"
 	"github.com/hashicorp/memberlist"
 	"google.golang.org/protobuf/proto"
 )
@@ -32,12 +33,24 @@ type provider struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 
+	peersChanged chan struct{} // the peer list changed; buffered 1
+
 	mu struct {
 		sync.Mutex
-		ml   *memberlist.Memberlist
-		c    *pacluster.Cluster
-		done bool
+		ml    *memberlist.Memberlist
+		c     *pacluster.Cluster
+		done  bool
+		peers []Peer
 	}
+}
+
+// Peer is a live member as this node's gossip sees it.
+type Peer struct {
+	MemberID   string // protoactor's member id: new at every start
+	RemoteAddr string // host:port of its actor remote
+	NodeID     string // lasting, from its data dir; "" for a node without shards
+	RaftAddr   string
+	Shards     int
 }
 
 var _ pacluster.ClusterProvider = (*provider)(nil)
@@ -50,6 +63,8 @@ func newProvider(cfg Config) *provider {
 		joined:    make(chan struct{}),
 		published: make(chan struct{}),
 		stop:      make(chan struct{}),
+
+		peersChanged: make(chan struct{}, 1),
 	}
 }
 
@@ -61,6 +76,12 @@ func (p *provider) StartMember(c *pacluster.Cluster) error {
 		return fmt.Errorf("cluster: remote address: %w", err)
 	}
 	meta, err := proto.Marshal(&pacluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds()})
+	if err != nil {
+		return err
+	}
+	// Our NodeInfo follows the Member in the same bytes (see clusterpb).
+	id := p.cfg.Identity
+	meta, err = proto.MarshalOptions{}.MarshalAppend(meta, &clusterpb.NodeInfo{NodeId: id.NodeID, RaftAddr: id.RaftAddr, Shards: uint32(id.Shards)})
 	if err != nil {
 		return err
 	}
@@ -165,15 +186,28 @@ func (p *provider) publish() {
 	ml, c := p.mu.ml, p.mu.c
 	p.mu.Unlock()
 	var members pacluster.Members
+	var peers []Peer
 	for _, n := range ml.Members() {
 		var m pacluster.Member
-		if err := proto.Unmarshal(n.Meta, &m); err != nil || m.Id != n.Name {
+		var info clusterpb.NodeInfo
+		if err := proto.Unmarshal(n.Meta, &m); err != nil || m.Id != n.Name || proto.Unmarshal(n.Meta, &info) != nil {
 			p.log.Warn("ignoring a gossip member with unreadable metadata", "member", n.Name, "addr", n.Address())
 			continue
 		}
 		members = append(members, &m)
+		peers = append(peers, Peer{
+			MemberID: m.Id, RemoteAddr: net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port))),
+			NodeID: info.NodeId, RaftAddr: info.RaftAddr, Shards: int(info.Shards),
+		})
 	}
 	c.MemberList.UpdateClusterTopology(members)
+	p.mu.Lock()
+	p.mu.peers = peers
+	p.mu.Unlock()
+	select {
+	case p.peersChanged <- struct{}{}:
+	default:
+	}
 	if old := p.members.Swap(int32(len(members))); old != int32(len(members)) {
 		p.log.Info("cluster members changed", "members", len(members), "before", old)
 	}

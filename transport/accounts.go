@@ -16,12 +16,8 @@ import (
 	"github.com/chatpacket/chatpacket/storage"
 )
 
-// normalizeEmail is the form of an email that its blind index is taken of.
+// normalizeEmail is the form of an email that its index entry holds.
 func normalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
-
-func (a *API) emailBlind(r *http.Request, email string) ([]byte, error) {
-	return a.Machine.Blind(r.Context(), storage.GlobalIndexKey, "email", []byte(normalizeEmail(email)))
-}
 
 type signupRequest struct {
 	Organization string `json:"organization"`
@@ -48,21 +44,13 @@ func (a *API) signup(_ http.ResponseWriter, r *http.Request) (int, any, error) {
 		return 0, nil, errorf(http.StatusBadRequest, "invalid_email", "give a plain email address")
 	}
 	email := normalizeEmail(req.Email)
-	emailBlind, err := a.emailBlind(r, email)
-	if err != nil {
-		return 0, nil, err
-	}
 	wk := make([]byte, 16)
 	rand.Read(wk)
 	widgetKey := "wk_" + hex.EncodeToString(wk)
-	wkBlind, err := a.Machine.Blind(r.Context(), storage.GlobalIndexKey, "widget_key", []byte(widgetKey))
-	if err != nil {
-		return 0, nil, err
-	}
 	tenant, owner := storage.NewID(), storage.NewID()
 	res, err := grainpb.GetTenantGrainClient(a.Cluster, tenant.String()).Signup(&grainpb.SignupRequest{
-		Organization: req.Organization, OwnerName: req.Name, OwnerEmail: email, EmailBlind: emailBlind,
-		PasswordHash: hashPassword(req.Password), OwnerId: owner[:], WidgetKey: widgetKey, WidgetKeyBlind: wkBlind,
+		Organization: req.Organization, OwnerName: req.Name, OwnerEmail: email, EmailKey: email,
+		PasswordHash: hashPassword(req.Password), OwnerId: owner[:], WidgetKey: widgetKey,
 	})
 	if grains.Reason(err) == grains.ReasonExists {
 		return 0, nil, errorf(http.StatusConflict, "email_taken", "an account with this email exists; log in instead")
@@ -129,11 +117,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) (int, any, error) {
 
 // findAgent returns the agent of an email, or nil when there is none.
 func (a *API) findAgent(r *http.Request, email string) (*actorspb.AgentRecord, error) {
-	blind, err := a.emailBlind(r, email)
-	if err != nil {
-		return nil, err
-	}
-	idx, err := a.Machine.Index(r.Context(), blind)
+	idx, err := a.Machine.Index(r.Context(), grains.GlobalIndexName("email", normalizeEmail(email)))
 	if errors.Is(err, shard.ErrNotFound) || errors.Is(err, storage.ErrErased) {
 		return nil, nil
 	}

@@ -275,7 +275,7 @@ func (a *API) apply(ctx context.Context, cmd *actorspb.Command) (*actorspb.Resul
 	switch {
 	case errors.Is(err, shard.ErrInvalid):
 		return nil, errorf(http.StatusBadRequest, "invalid", "%s", err.Error())
-	case errors.Is(err, shard.ErrStopped):
+	case errors.Is(err, shard.ErrStopped), errors.Is(err, shard.ErrUnavailable):
 		return nil, errorf(http.StatusServiceUnavailable, "unavailable", "try again")
 	}
 	return res, err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chatpacket/chatpacket/actors/actorspb"
 	"github.com/chatpacket/chatpacket/actors/grainpb"
+	"github.com/chatpacket/chatpacket/actors/grains"
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/storage"
 )
@@ -52,11 +53,7 @@ func (a *API) widgetSession(_ http.ResponseWriter, r *http.Request) (int, any, e
 	now := a.Now()
 	visitor, sessionID, found := storage.ID{}, req.SessionID, false
 	if sessionID != "" && len(sessionID) <= 100 {
-		blind, err := a.Machine.Blind(ctx, storage.TenantKey(tenant), "session", []byte(sessionID))
-		if err != nil {
-			return 0, nil, err
-		}
-		idx, err := a.Machine.Index(ctx, blind)
+		idx, err := a.Machine.Index(ctx, grains.SessionIndexName(tenant, sessionID))
 		switch {
 		case err == nil && string(idx.TenantId) == string(tenant[:]):
 			visitor, found = storage.BytesID(idx.TargetId), true
@@ -64,18 +61,14 @@ func (a *API) widgetSession(_ http.ResponseWriter, r *http.Request) (int, any, e
 			return 0, nil, err
 		}
 	}
-	var blind []byte
 	if !found {
 		// A new visitor, with a new session id: never one the client chose,
 		// so a session id cannot be planted.
 		visitor = storage.NewID()
 		sessionID, _ = newToken("vs_")
-		if blind, err = a.Machine.Blind(ctx, storage.TenantKey(tenant), "session", []byte(sessionID)); err != nil {
-			return 0, nil, err
-		}
 	}
 	if _, err := grainpb.GetVisitorGrainClient(a.Cluster, visitor.String()).Start(&grainpb.StartRequest{
-		TenantId: tenant[:], Create: !found, SessionBlind: blind, Tech: techOf(r),
+		TenantId: tenant[:], Create: !found, SessionId: sessionID, Tech: techOf(r),
 	}); err != nil {
 		return 0, nil, grainError(err)
 	}
@@ -93,11 +86,7 @@ func (a *API) tenantOfWidgetKey(r *http.Request, widgetKey string) (storage.ID, 
 	if !strings.HasPrefix(widgetKey, "wk_") || len(widgetKey) > 100 {
 		return storage.ID{}, errorf(http.StatusBadRequest, "invalid_widget_key", "give the widget key of the snippet")
 	}
-	blind, err := a.Machine.Blind(r.Context(), storage.GlobalIndexKey, "widget_key", []byte(widgetKey))
-	if err != nil {
-		return storage.ID{}, err
-	}
-	idx, err := a.Machine.Index(r.Context(), blind)
+	idx, err := a.Machine.Index(r.Context(), grains.GlobalIndexName("widget_key", widgetKey))
 	if errors.Is(err, shard.ErrNotFound) || errors.Is(err, storage.ErrErased) {
 		return storage.ID{}, errorf(http.StatusNotFound, "unknown_widget_key", "no widget has this key")
 	}

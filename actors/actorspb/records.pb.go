@@ -280,6 +280,64 @@ func (TokenKind) EnumDescriptor() ([]byte, []int) {
 	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{4}
 }
 
+type ErrorCode int32
+
+const (
+	ErrorCode_ERROR_CODE_NONE      ErrorCode = 0
+	ErrorCode_ERROR_CODE_NOT_FOUND ErrorCode = 1
+	ErrorCode_ERROR_CODE_INVALID   ErrorCode = 2
+	ErrorCode_ERROR_CODE_EXISTS    ErrorCode = 3
+	ErrorCode_ERROR_CODE_ERASED    ErrorCode = 4
+	ErrorCode_ERROR_CODE_INTERNAL  ErrorCode = 5
+)
+
+// Enum value maps for ErrorCode.
+var (
+	ErrorCode_name = map[int32]string{
+		0: "ERROR_CODE_NONE",
+		1: "ERROR_CODE_NOT_FOUND",
+		2: "ERROR_CODE_INVALID",
+		3: "ERROR_CODE_EXISTS",
+		4: "ERROR_CODE_ERASED",
+		5: "ERROR_CODE_INTERNAL",
+	}
+	ErrorCode_value = map[string]int32{
+		"ERROR_CODE_NONE":      0,
+		"ERROR_CODE_NOT_FOUND": 1,
+		"ERROR_CODE_INVALID":   2,
+		"ERROR_CODE_EXISTS":    3,
+		"ERROR_CODE_ERASED":    4,
+		"ERROR_CODE_INTERNAL":  5,
+	}
+)
+
+func (x ErrorCode) Enum() *ErrorCode {
+	p := new(ErrorCode)
+	*p = x
+	return p
+}
+
+func (x ErrorCode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorCode) Descriptor() protoreflect.EnumDescriptor {
+	return file_actors_actorspb_records_proto_enumTypes[5].Descriptor()
+}
+
+func (ErrorCode) Type() protoreflect.EnumType {
+	return &file_actors_actorspb_records_proto_enumTypes[5]
+}
+
+func (x ErrorCode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorCode.Descriptor instead.
+func (ErrorCode) EnumDescriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{5}
+}
+
 type Author struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          AuthorKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=chatpacket.actors.v1.AuthorKind" json:"kind,omitempty"`
@@ -1741,24 +1799,97 @@ func (x *PageViewRecord) GetUnixMs() int64 {
 	return 0
 }
 
-// ClaimIndex creates an index entry. Claiming a key already claimed for the
-// same target succeeds (a retry); for another target it fails: the value
+// IndexName names a blind index entry in clear: what kind of value
+// (purpose), the value, and whose it is (scope; the tenant for tenant
+// scope). It travels only in commands and lookups. Each replica stores the
+// entry under an HMAC of the value with its own key (Blind), so the value
+// is never stored; the shard is chosen by a hash of the name that needs no
+// key, so every node routes it alike.
+type IndexName struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scope         IndexScope             `protobuf:"varint,1,opt,name=scope,proto3,enum=chatpacket.actors.v1.IndexScope" json:"scope,omitempty"`
+	TenantId      []byte                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"` // tenant scope only
+	Purpose       string                 `protobuf:"bytes,3,opt,name=purpose,proto3" json:"purpose,omitempty"`                   // "email", "widget_key", "session"
+	Value         []byte                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndexName) Reset() {
+	*x = IndexName{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndexName) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndexName) ProtoMessage() {}
+
+func (x *IndexName) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndexName.ProtoReflect.Descriptor instead.
+func (*IndexName) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *IndexName) GetScope() IndexScope {
+	if x != nil {
+		return x.Scope
+	}
+	return IndexScope_INDEX_SCOPE_UNSPECIFIED
+}
+
+func (x *IndexName) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *IndexName) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *IndexName) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// ClaimIndex creates an index entry. Claiming a name already claimed for
+// the same target succeeds (a retry); for another target it fails: the value
 // is taken (an email already signed up).
 type ClaimIndex struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
-	Key    []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"` // a blind index token, 32 bytes
-	Scope  IndexScope             `protobuf:"varint,2,opt,name=scope,proto3,enum=chatpacket.actors.v1.IndexScope" json:"scope,omitempty"`
 	Record *IndexRecord           `protobuf:"bytes,3,opt,name=record,proto3" json:"record,omitempty"`
 	// replace, when set, lets the claim take an entry that holds exactly this
 	// record: one left behind by a signup that failed half way.
 	Replace       *IndexRecord `protobuf:"bytes,4,opt,name=replace,proto3" json:"replace,omitempty"`
+	Name          *IndexName   `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClaimIndex) Reset() {
 	*x = ClaimIndex{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[16]
+	mi := &file_actors_actorspb_records_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1901,7 @@ func (x *ClaimIndex) String() string {
 func (*ClaimIndex) ProtoMessage() {}
 
 func (x *ClaimIndex) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[16]
+	mi := &file_actors_actorspb_records_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,21 +1914,7 @@ func (x *ClaimIndex) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimIndex.ProtoReflect.Descriptor instead.
 func (*ClaimIndex) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{16}
-}
-
-func (x *ClaimIndex) GetKey() []byte {
-	if x != nil {
-		return x.Key
-	}
-	return nil
-}
-
-func (x *ClaimIndex) GetScope() IndexScope {
-	if x != nil {
-		return x.Scope
-	}
-	return IndexScope_INDEX_SCOPE_UNSPECIFIED
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClaimIndex) GetRecord() *IndexRecord {
@@ -1814,6 +1931,13 @@ func (x *ClaimIndex) GetReplace() *IndexRecord {
 	return nil
 }
 
+func (x *ClaimIndex) GetName() *IndexName {
+	if x != nil {
+		return x.Name
+	}
+	return nil
+}
+
 type CreateTenant struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tenant        *TenantRecord          `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
@@ -1823,7 +1947,7 @@ type CreateTenant struct {
 
 func (x *CreateTenant) Reset() {
 	*x = CreateTenant{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[17]
+	mi := &file_actors_actorspb_records_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1959,7 @@ func (x *CreateTenant) String() string {
 func (*CreateTenant) ProtoMessage() {}
 
 func (x *CreateTenant) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[17]
+	mi := &file_actors_actorspb_records_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1972,7 @@ func (x *CreateTenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenant.ProtoReflect.Descriptor instead.
 func (*CreateTenant) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{17}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateTenant) GetTenant() *TenantRecord {
@@ -1867,7 +1991,7 @@ type CreateAgent struct {
 
 func (x *CreateAgent) Reset() {
 	*x = CreateAgent{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[18]
+	mi := &file_actors_actorspb_records_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +2003,7 @@ func (x *CreateAgent) String() string {
 func (*CreateAgent) ProtoMessage() {}
 
 func (x *CreateAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[18]
+	mi := &file_actors_actorspb_records_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +2016,7 @@ func (x *CreateAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAgent.ProtoReflect.Descriptor instead.
 func (*CreateAgent) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{18}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateAgent) GetAgent() *AgentRecord {
@@ -1912,7 +2036,7 @@ type PutToken struct {
 
 func (x *PutToken) Reset() {
 	*x = PutToken{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[19]
+	mi := &file_actors_actorspb_records_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1924,7 +2048,7 @@ func (x *PutToken) String() string {
 func (*PutToken) ProtoMessage() {}
 
 func (x *PutToken) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[19]
+	mi := &file_actors_actorspb_records_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1937,7 +2061,7 @@ func (x *PutToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
 func (*PutToken) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{19}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PutToken) GetHash() []byte {
@@ -1963,7 +2087,7 @@ type DeleteToken struct {
 
 func (x *DeleteToken) Reset() {
 	*x = DeleteToken{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[20]
+	mi := &file_actors_actorspb_records_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2099,7 @@ func (x *DeleteToken) String() string {
 func (*DeleteToken) ProtoMessage() {}
 
 func (x *DeleteToken) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[20]
+	mi := &file_actors_actorspb_records_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2112,7 @@ func (x *DeleteToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteToken.ProtoReflect.Descriptor instead.
 func (*DeleteToken) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{20}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteToken) GetHash() []byte {
@@ -2007,7 +2131,7 @@ type CreateVisitor struct {
 
 func (x *CreateVisitor) Reset() {
 	*x = CreateVisitor{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[21]
+	mi := &file_actors_actorspb_records_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2143,7 @@ func (x *CreateVisitor) String() string {
 func (*CreateVisitor) ProtoMessage() {}
 
 func (x *CreateVisitor) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[21]
+	mi := &file_actors_actorspb_records_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2156,7 @@ func (x *CreateVisitor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVisitor.ProtoReflect.Descriptor instead.
 func (*CreateVisitor) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{21}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateVisitor) GetVisitor() *VisitorRecord {
@@ -2056,7 +2180,7 @@ type InboxEntry struct {
 
 func (x *InboxEntry) Reset() {
 	*x = InboxEntry{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[22]
+	mi := &file_actors_actorspb_records_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2192,7 @@ func (x *InboxEntry) String() string {
 func (*InboxEntry) ProtoMessage() {}
 
 func (x *InboxEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[22]
+	mi := &file_actors_actorspb_records_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2205,7 @@ func (x *InboxEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboxEntry.ProtoReflect.Descriptor instead.
 func (*InboxEntry) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{22}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *InboxEntry) GetConversationId() []byte {
@@ -2119,7 +2243,7 @@ type TouchVisitor struct {
 
 func (x *TouchVisitor) Reset() {
 	*x = TouchVisitor{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[23]
+	mi := &file_actors_actorspb_records_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2255,7 @@ func (x *TouchVisitor) String() string {
 func (*TouchVisitor) ProtoMessage() {}
 
 func (x *TouchVisitor) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[23]
+	mi := &file_actors_actorspb_records_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2268,7 @@ func (x *TouchVisitor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TouchVisitor.ProtoReflect.Descriptor instead.
 func (*TouchVisitor) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{23}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TouchVisitor) GetTenantId() []byte {
@@ -2189,7 +2313,7 @@ type SetVisitorContact struct {
 
 func (x *SetVisitorContact) Reset() {
 	*x = SetVisitorContact{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[24]
+	mi := &file_actors_actorspb_records_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2201,7 +2325,7 @@ func (x *SetVisitorContact) String() string {
 func (*SetVisitorContact) ProtoMessage() {}
 
 func (x *SetVisitorContact) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[24]
+	mi := &file_actors_actorspb_records_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2214,7 +2338,7 @@ func (x *SetVisitorContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetVisitorContact.ProtoReflect.Descriptor instead.
 func (*SetVisitorContact) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{24}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetVisitorContact) GetTenantId() []byte {
@@ -2256,7 +2380,7 @@ type AddPageView struct {
 
 func (x *AddPageView) Reset() {
 	*x = AddPageView{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[25]
+	mi := &file_actors_actorspb_records_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2392,7 @@ func (x *AddPageView) String() string {
 func (*AddPageView) ProtoMessage() {}
 
 func (x *AddPageView) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[25]
+	mi := &file_actors_actorspb_records_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2405,7 @@ func (x *AddPageView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPageView.ProtoReflect.Descriptor instead.
 func (*AddPageView) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{25}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AddPageView) GetTenantId() []byte {
@@ -2318,7 +2442,7 @@ type VisitorConversation struct {
 
 func (x *VisitorConversation) Reset() {
 	*x = VisitorConversation{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[26]
+	mi := &file_actors_actorspb_records_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2454,7 @@ func (x *VisitorConversation) String() string {
 func (*VisitorConversation) ProtoMessage() {}
 
 func (x *VisitorConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[26]
+	mi := &file_actors_actorspb_records_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2467,7 @@ func (x *VisitorConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VisitorConversation.ProtoReflect.Descriptor instead.
 func (*VisitorConversation) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{26}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VisitorConversation) GetConversationId() []byte {
@@ -2371,7 +2495,7 @@ type AddVisitorConversation struct {
 
 func (x *AddVisitorConversation) Reset() {
 	*x = AddVisitorConversation{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[27]
+	mi := &file_actors_actorspb_records_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2507,7 @@ func (x *AddVisitorConversation) String() string {
 func (*AddVisitorConversation) ProtoMessage() {}
 
 func (x *AddVisitorConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[27]
+	mi := &file_actors_actorspb_records_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2520,7 @@ func (x *AddVisitorConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVisitorConversation.ProtoReflect.Descriptor instead.
 func (*AddVisitorConversation) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{27}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AddVisitorConversation) GetTenantId() []byte {
@@ -2435,7 +2559,7 @@ type UpdateTenant struct {
 
 func (x *UpdateTenant) Reset() {
 	*x = UpdateTenant{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[28]
+	mi := &file_actors_actorspb_records_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2571,7 @@ func (x *UpdateTenant) String() string {
 func (*UpdateTenant) ProtoMessage() {}
 
 func (x *UpdateTenant) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[28]
+	mi := &file_actors_actorspb_records_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2584,7 @@ func (x *UpdateTenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenant.ProtoReflect.Descriptor instead.
 func (*UpdateTenant) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{28}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UpdateTenant) GetTenantId() []byte {
@@ -2508,7 +2632,7 @@ type AddToInbox struct {
 
 func (x *AddToInbox) Reset() {
 	*x = AddToInbox{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[29]
+	mi := &file_actors_actorspb_records_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2520,7 +2644,7 @@ func (x *AddToInbox) String() string {
 func (*AddToInbox) ProtoMessage() {}
 
 func (x *AddToInbox) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[29]
+	mi := &file_actors_actorspb_records_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2533,7 +2657,7 @@ func (x *AddToInbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddToInbox.ProtoReflect.Descriptor instead.
 func (*AddToInbox) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{29}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AddToInbox) GetTenantId() []byte {
@@ -2563,7 +2687,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[30]
+	mi := &file_actors_actorspb_records_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2575,7 +2699,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[30]
+	mi := &file_actors_actorspb_records_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2588,7 +2712,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{30}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Result) GetSeq() uint64 {
@@ -2615,6 +2739,193 @@ func (x *Result) GetCreated() bool {
 func (x *Result) GetConversation() *ConversationRecord {
 	if x != nil {
 		return x.Conversation
+	}
+	return nil
+}
+
+// Reply is what a shard's state machine answers for one command, in a form
+// that can travel back to the node that proposed it.
+type Reply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Result        *Result                `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	Error         ErrorCode              `protobuf:"varint,2,opt,name=error,proto3,enum=chatpacket.actors.v1.ErrorCode" json:"error,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reply) Reset() {
+	*x = Reply{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reply) ProtoMessage() {}
+
+func (x *Reply) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reply.ProtoReflect.Descriptor instead.
+func (*Reply) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Reply) GetResult() *Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *Reply) GetError() ErrorCode {
+	if x != nil {
+		return x.Error
+	}
+	return ErrorCode_ERROR_CODE_NONE
+}
+
+func (x *Reply) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// AppliedRecord is the last raft log index a shard's state machine has
+// applied on this node, written in the same batch as that entry's changes.
+type AppliedRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppliedRecord) Reset() {
+	*x = AppliedRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppliedRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppliedRecord) ProtoMessage() {}
+
+func (x *AppliedRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppliedRecord.ProtoReflect.Descriptor instead.
+func (*AppliedRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AppliedRecord) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// SnapshotRecord is one record of a shard in a raft snapshot: open, with the
+// key that seals it (the receiver seals it again under its own keys), or
+// erased, as stored (no one can open it), with the shredded key's id.
+type SnapshotRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	KeyId         []byte                 `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	ParentKeyId   []byte                 `protobuf:"bytes,3,opt,name=parent_key_id,json=parentKeyId,proto3" json:"parent_key_id,omitempty"`
+	Plaintext     []byte                 `protobuf:"bytes,4,opt,name=plaintext,proto3" json:"plaintext,omitempty"`
+	Sealed        []byte                 `protobuf:"bytes,5,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRecord) Reset() {
+	*x = SnapshotRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRecord) ProtoMessage() {}
+
+func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
+func (*SnapshotRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SnapshotRecord) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetKeyId() []byte {
+	if x != nil {
+		return x.KeyId
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetParentKeyId() []byte {
+	if x != nil {
+		return x.ParentKeyId
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetPlaintext() []byte {
+	if x != nil {
+		return x.Plaintext
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
 	}
 	return nil
 }
@@ -2743,13 +3054,17 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\x1a\n" +
 	"\breferrer\x18\x03 \x01(\tR\breferrer\x12\x17\n" +
-	"\aunix_ms\x18\x04 \x01(\x03R\x06unixMs\"\xce\x01\n" +
+	"\aunix_ms\x18\x04 \x01(\x03R\x06unixMs\"\x90\x01\n" +
+	"\tIndexName\x126\n" +
+	"\x05scope\x18\x01 \x01(\x0e2 .chatpacket.actors.v1.IndexScopeR\x05scope\x12\x1b\n" +
+	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12\x18\n" +
+	"\apurpose\x18\x03 \x01(\tR\apurpose\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\"\xc5\x01\n" +
 	"\n" +
-	"ClaimIndex\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\x126\n" +
-	"\x05scope\x18\x02 \x01(\x0e2 .chatpacket.actors.v1.IndexScopeR\x05scope\x129\n" +
+	"ClaimIndex\x129\n" +
 	"\x06record\x18\x03 \x01(\v2!.chatpacket.actors.v1.IndexRecordR\x06record\x12;\n" +
-	"\areplace\x18\x04 \x01(\v2!.chatpacket.actors.v1.IndexRecordR\areplace\"J\n" +
+	"\areplace\x18\x04 \x01(\v2!.chatpacket.actors.v1.IndexRecordR\areplace\x123\n" +
+	"\x04name\x18\x05 \x01(\v2\x1f.chatpacket.actors.v1.IndexNameR\x04nameJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"J\n" +
 	"\fCreateTenant\x12:\n" +
 	"\x06tenant\x18\x01 \x01(\v2\".chatpacket.actors.v1.TenantRecordR\x06tenant\"F\n" +
 	"\vCreateAgent\x127\n" +
@@ -2806,7 +3121,19 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x18\n" +
 	"\acreated\x18\x03 \x01(\bR\acreated\x12L\n" +
-	"\fconversation\x18\x04 \x01(\v2(.chatpacket.actors.v1.ConversationRecordR\fconversation*q\n" +
+	"\fconversation\x18\x04 \x01(\v2(.chatpacket.actors.v1.ConversationRecordR\fconversation\"\x8e\x01\n" +
+	"\x05Reply\x124\n" +
+	"\x06result\x18\x01 \x01(\v2\x1c.chatpacket.actors.v1.ResultR\x06result\x125\n" +
+	"\x05error\x18\x02 \x01(\x0e2\x1f.chatpacket.actors.v1.ErrorCodeR\x05error\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"%\n" +
+	"\rAppliedRecord\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x93\x01\n" +
+	"\x0eSnapshotRecord\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\fR\x05keyId\x12\"\n" +
+	"\rparent_key_id\x18\x03 \x01(\fR\vparentKeyId\x12\x1c\n" +
+	"\tplaintext\x18\x04 \x01(\fR\tplaintext\x12\x16\n" +
+	"\x06sealed\x18\x05 \x01(\fR\x06sealed*q\n" +
 	"\n" +
 	"AuthorKind\x12\x1b\n" +
 	"\x17AUTHOR_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2834,7 +3161,14 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x16TOKEN_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TOKEN_KIND_SESSION\x10\x01\x12\x12\n" +
 	"\x0eTOKEN_KIND_API\x10\x02\x12\x16\n" +
-	"\x12TOKEN_KIND_VISITOR\x10\x03B2Z0github.com/chatpacket/chatpacket/actors/actorspbb\x06proto3"
+	"\x12TOKEN_KIND_VISITOR\x10\x03*\x99\x01\n" +
+	"\tErrorCode\x12\x13\n" +
+	"\x0fERROR_CODE_NONE\x10\x00\x12\x18\n" +
+	"\x14ERROR_CODE_NOT_FOUND\x10\x01\x12\x16\n" +
+	"\x12ERROR_CODE_INVALID\x10\x02\x12\x15\n" +
+	"\x11ERROR_CODE_EXISTS\x10\x03\x12\x15\n" +
+	"\x11ERROR_CODE_ERASED\x10\x04\x12\x17\n" +
+	"\x13ERROR_CODE_INTERNAL\x10\x05B2Z0github.com/chatpacket/chatpacket/actors/actorspbb\x06proto3"
 
 var (
 	file_actors_actorspb_records_proto_rawDescOnce sync.Once
@@ -2848,89 +3182,97 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 	return file_actors_actorspb_records_proto_rawDescData
 }
 
-var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),                // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),        // 1: chatpacket.actors.v1.ConversationStatus
 	(Role)(0),                      // 2: chatpacket.actors.v1.Role
 	(IndexScope)(0),                // 3: chatpacket.actors.v1.IndexScope
 	(TokenKind)(0),                 // 4: chatpacket.actors.v1.TokenKind
-	(*Author)(nil),                 // 5: chatpacket.actors.v1.Author
-	(*ConversationRecord)(nil),     // 6: chatpacket.actors.v1.ConversationRecord
-	(*MessageRecord)(nil),          // 7: chatpacket.actors.v1.MessageRecord
-	(*ClientIDRecord)(nil),         // 8: chatpacket.actors.v1.ClientIDRecord
-	(*Command)(nil),                // 9: chatpacket.actors.v1.Command
-	(*PostMessage)(nil),            // 10: chatpacket.actors.v1.PostMessage
-	(*AssignConversation)(nil),     // 11: chatpacket.actors.v1.AssignConversation
-	(*CloseConversation)(nil),      // 12: chatpacket.actors.v1.CloseConversation
-	(*MarkRead)(nil),               // 13: chatpacket.actors.v1.MarkRead
-	(*TenantRecord)(nil),           // 14: chatpacket.actors.v1.TenantRecord
-	(*AgentRecord)(nil),            // 15: chatpacket.actors.v1.AgentRecord
-	(*IndexRecord)(nil),            // 16: chatpacket.actors.v1.IndexRecord
-	(*TokenRecord)(nil),            // 17: chatpacket.actors.v1.TokenRecord
-	(*VisitorRecord)(nil),          // 18: chatpacket.actors.v1.VisitorRecord
-	(*VisitorTech)(nil),            // 19: chatpacket.actors.v1.VisitorTech
-	(*PageViewRecord)(nil),         // 20: chatpacket.actors.v1.PageViewRecord
-	(*ClaimIndex)(nil),             // 21: chatpacket.actors.v1.ClaimIndex
-	(*CreateTenant)(nil),           // 22: chatpacket.actors.v1.CreateTenant
-	(*CreateAgent)(nil),            // 23: chatpacket.actors.v1.CreateAgent
-	(*PutToken)(nil),               // 24: chatpacket.actors.v1.PutToken
-	(*DeleteToken)(nil),            // 25: chatpacket.actors.v1.DeleteToken
-	(*CreateVisitor)(nil),          // 26: chatpacket.actors.v1.CreateVisitor
-	(*InboxEntry)(nil),             // 27: chatpacket.actors.v1.InboxEntry
-	(*TouchVisitor)(nil),           // 28: chatpacket.actors.v1.TouchVisitor
-	(*SetVisitorContact)(nil),      // 29: chatpacket.actors.v1.SetVisitorContact
-	(*AddPageView)(nil),            // 30: chatpacket.actors.v1.AddPageView
-	(*VisitorConversation)(nil),    // 31: chatpacket.actors.v1.VisitorConversation
-	(*AddVisitorConversation)(nil), // 32: chatpacket.actors.v1.AddVisitorConversation
-	(*UpdateTenant)(nil),           // 33: chatpacket.actors.v1.UpdateTenant
-	(*AddToInbox)(nil),             // 34: chatpacket.actors.v1.AddToInbox
-	(*Result)(nil),                 // 35: chatpacket.actors.v1.Result
-	nil,                            // 36: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	(ErrorCode)(0),                 // 5: chatpacket.actors.v1.ErrorCode
+	(*Author)(nil),                 // 6: chatpacket.actors.v1.Author
+	(*ConversationRecord)(nil),     // 7: chatpacket.actors.v1.ConversationRecord
+	(*MessageRecord)(nil),          // 8: chatpacket.actors.v1.MessageRecord
+	(*ClientIDRecord)(nil),         // 9: chatpacket.actors.v1.ClientIDRecord
+	(*Command)(nil),                // 10: chatpacket.actors.v1.Command
+	(*PostMessage)(nil),            // 11: chatpacket.actors.v1.PostMessage
+	(*AssignConversation)(nil),     // 12: chatpacket.actors.v1.AssignConversation
+	(*CloseConversation)(nil),      // 13: chatpacket.actors.v1.CloseConversation
+	(*MarkRead)(nil),               // 14: chatpacket.actors.v1.MarkRead
+	(*TenantRecord)(nil),           // 15: chatpacket.actors.v1.TenantRecord
+	(*AgentRecord)(nil),            // 16: chatpacket.actors.v1.AgentRecord
+	(*IndexRecord)(nil),            // 17: chatpacket.actors.v1.IndexRecord
+	(*TokenRecord)(nil),            // 18: chatpacket.actors.v1.TokenRecord
+	(*VisitorRecord)(nil),          // 19: chatpacket.actors.v1.VisitorRecord
+	(*VisitorTech)(nil),            // 20: chatpacket.actors.v1.VisitorTech
+	(*PageViewRecord)(nil),         // 21: chatpacket.actors.v1.PageViewRecord
+	(*IndexName)(nil),              // 22: chatpacket.actors.v1.IndexName
+	(*ClaimIndex)(nil),             // 23: chatpacket.actors.v1.ClaimIndex
+	(*CreateTenant)(nil),           // 24: chatpacket.actors.v1.CreateTenant
+	(*CreateAgent)(nil),            // 25: chatpacket.actors.v1.CreateAgent
+	(*PutToken)(nil),               // 26: chatpacket.actors.v1.PutToken
+	(*DeleteToken)(nil),            // 27: chatpacket.actors.v1.DeleteToken
+	(*CreateVisitor)(nil),          // 28: chatpacket.actors.v1.CreateVisitor
+	(*InboxEntry)(nil),             // 29: chatpacket.actors.v1.InboxEntry
+	(*TouchVisitor)(nil),           // 30: chatpacket.actors.v1.TouchVisitor
+	(*SetVisitorContact)(nil),      // 31: chatpacket.actors.v1.SetVisitorContact
+	(*AddPageView)(nil),            // 32: chatpacket.actors.v1.AddPageView
+	(*VisitorConversation)(nil),    // 33: chatpacket.actors.v1.VisitorConversation
+	(*AddVisitorConversation)(nil), // 34: chatpacket.actors.v1.AddVisitorConversation
+	(*UpdateTenant)(nil),           // 35: chatpacket.actors.v1.UpdateTenant
+	(*AddToInbox)(nil),             // 36: chatpacket.actors.v1.AddToInbox
+	(*Result)(nil),                 // 37: chatpacket.actors.v1.Result
+	(*Reply)(nil),                  // 38: chatpacket.actors.v1.Reply
+	(*AppliedRecord)(nil),          // 39: chatpacket.actors.v1.AppliedRecord
+	(*SnapshotRecord)(nil),         // 40: chatpacket.actors.v1.SnapshotRecord
+	nil,                            // 41: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	36, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
-	5,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
-	10, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
-	11, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
-	12, // 6: chatpacket.actors.v1.Command.close:type_name -> chatpacket.actors.v1.CloseConversation
-	13, // 7: chatpacket.actors.v1.Command.mark_read:type_name -> chatpacket.actors.v1.MarkRead
-	21, // 8: chatpacket.actors.v1.Command.claim_index:type_name -> chatpacket.actors.v1.ClaimIndex
-	22, // 9: chatpacket.actors.v1.Command.create_tenant:type_name -> chatpacket.actors.v1.CreateTenant
-	23, // 10: chatpacket.actors.v1.Command.create_agent:type_name -> chatpacket.actors.v1.CreateAgent
-	24, // 11: chatpacket.actors.v1.Command.put_token:type_name -> chatpacket.actors.v1.PutToken
-	25, // 12: chatpacket.actors.v1.Command.delete_token:type_name -> chatpacket.actors.v1.DeleteToken
-	26, // 13: chatpacket.actors.v1.Command.create_visitor:type_name -> chatpacket.actors.v1.CreateVisitor
-	34, // 14: chatpacket.actors.v1.Command.add_to_inbox:type_name -> chatpacket.actors.v1.AddToInbox
-	28, // 15: chatpacket.actors.v1.Command.touch_visitor:type_name -> chatpacket.actors.v1.TouchVisitor
-	30, // 16: chatpacket.actors.v1.Command.add_page_view:type_name -> chatpacket.actors.v1.AddPageView
-	29, // 17: chatpacket.actors.v1.Command.set_visitor_contact:type_name -> chatpacket.actors.v1.SetVisitorContact
-	32, // 18: chatpacket.actors.v1.Command.add_visitor_conversation:type_name -> chatpacket.actors.v1.AddVisitorConversation
-	33, // 19: chatpacket.actors.v1.Command.update_tenant:type_name -> chatpacket.actors.v1.UpdateTenant
-	5,  // 20: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	41, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	6,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
+	11, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
+	12, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
+	13, // 6: chatpacket.actors.v1.Command.close:type_name -> chatpacket.actors.v1.CloseConversation
+	14, // 7: chatpacket.actors.v1.Command.mark_read:type_name -> chatpacket.actors.v1.MarkRead
+	23, // 8: chatpacket.actors.v1.Command.claim_index:type_name -> chatpacket.actors.v1.ClaimIndex
+	24, // 9: chatpacket.actors.v1.Command.create_tenant:type_name -> chatpacket.actors.v1.CreateTenant
+	25, // 10: chatpacket.actors.v1.Command.create_agent:type_name -> chatpacket.actors.v1.CreateAgent
+	26, // 11: chatpacket.actors.v1.Command.put_token:type_name -> chatpacket.actors.v1.PutToken
+	27, // 12: chatpacket.actors.v1.Command.delete_token:type_name -> chatpacket.actors.v1.DeleteToken
+	28, // 13: chatpacket.actors.v1.Command.create_visitor:type_name -> chatpacket.actors.v1.CreateVisitor
+	36, // 14: chatpacket.actors.v1.Command.add_to_inbox:type_name -> chatpacket.actors.v1.AddToInbox
+	30, // 15: chatpacket.actors.v1.Command.touch_visitor:type_name -> chatpacket.actors.v1.TouchVisitor
+	32, // 16: chatpacket.actors.v1.Command.add_page_view:type_name -> chatpacket.actors.v1.AddPageView
+	31, // 17: chatpacket.actors.v1.Command.set_visitor_contact:type_name -> chatpacket.actors.v1.SetVisitorContact
+	34, // 18: chatpacket.actors.v1.Command.add_visitor_conversation:type_name -> chatpacket.actors.v1.AddVisitorConversation
+	35, // 19: chatpacket.actors.v1.Command.update_tenant:type_name -> chatpacket.actors.v1.UpdateTenant
+	6,  // 20: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
 	2,  // 21: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
 	4,  // 22: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
-	19, // 23: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	3,  // 24: chatpacket.actors.v1.ClaimIndex.scope:type_name -> chatpacket.actors.v1.IndexScope
-	16, // 25: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	16, // 26: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
-	14, // 27: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	15, // 28: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	17, // 29: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	18, // 30: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	19, // 31: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	20, // 32: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	31, // 33: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
-	27, // 34: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
-	6,  // 35: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	20, // 23: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	3,  // 24: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
+	17, // 25: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	17, // 26: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	22, // 27: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
+	15, // 28: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	16, // 29: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	18, // 30: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	19, // 31: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	20, // 32: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	21, // 33: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	33, // 34: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
+	29, // 35: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
+	7,  // 36: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	37, // 37: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
+	5,  // 38: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -2961,8 +3303,8 @@ func file_actors_actorspb_records_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   32,
+			NumEnums:      6,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1035,20 +1035,19 @@ func (x *ReadEvent) GetSeq() uint64 {
 }
 
 // Signup creates a tenant (the grain's identity) with its owner. The
-// caller has hashed the password and blinded the email, so neither the
-// password nor the email is needed here in clear for lookups.
+// caller has hashed the password; the email is claimed in the global
+// index in its normalized form (login looks it up the same way).
 type SignupRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Organization   string                 `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
-	OwnerName      string                 `protobuf:"bytes,2,opt,name=owner_name,json=ownerName,proto3" json:"owner_name,omitempty"`
-	OwnerEmail     string                 `protobuf:"bytes,3,opt,name=owner_email,json=ownerEmail,proto3" json:"owner_email,omitempty"`
-	EmailBlind     []byte                 `protobuf:"bytes,4,opt,name=email_blind,json=emailBlind,proto3" json:"email_blind,omitempty"`               // blind(GlobalIndexKey, "email", lowercased email)
-	PasswordHash   string                 `protobuf:"bytes,5,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`         // argon2id, PHC format
-	OwnerId        []byte                 `protobuf:"bytes,6,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`                        // chosen by the caller: retries stay idempotent
-	WidgetKey      string                 `protobuf:"bytes,7,opt,name=widget_key,json=widgetKey,proto3" json:"widget_key,omitempty"`                  // chosen by the caller, random
-	WidgetKeyBlind []byte                 `protobuf:"bytes,8,opt,name=widget_key_blind,json=widgetKeyBlind,proto3" json:"widget_key_blind,omitempty"` // blind(GlobalIndexKey, "widget_key", widget_key)
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Organization  string                 `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
+	OwnerName     string                 `protobuf:"bytes,2,opt,name=owner_name,json=ownerName,proto3" json:"owner_name,omitempty"`
+	OwnerEmail    string                 `protobuf:"bytes,3,opt,name=owner_email,json=ownerEmail,proto3" json:"owner_email,omitempty"`
+	PasswordHash  string                 `protobuf:"bytes,5,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"` // argon2id, PHC format
+	OwnerId       []byte                 `protobuf:"bytes,6,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`                // chosen by the caller: retries stay idempotent
+	WidgetKey     string                 `protobuf:"bytes,7,opt,name=widget_key,json=widgetKey,proto3" json:"widget_key,omitempty"`          // chosen by the caller, random
+	EmailKey      string                 `protobuf:"bytes,9,opt,name=email_key,json=emailKey,proto3" json:"email_key,omitempty"`             // the normalized email the index holds
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SignupRequest) Reset() {
@@ -1102,13 +1101,6 @@ func (x *SignupRequest) GetOwnerEmail() string {
 	return ""
 }
 
-func (x *SignupRequest) GetEmailBlind() []byte {
-	if x != nil {
-		return x.EmailBlind
-	}
-	return nil
-}
-
 func (x *SignupRequest) GetPasswordHash() string {
 	if x != nil {
 		return x.PasswordHash
@@ -1130,11 +1122,11 @@ func (x *SignupRequest) GetWidgetKey() string {
 	return ""
 }
 
-func (x *SignupRequest) GetWidgetKeyBlind() []byte {
+func (x *SignupRequest) GetEmailKey() string {
 	if x != nil {
-		return x.WidgetKeyBlind
+		return x.EmailKey
 	}
-	return nil
+	return ""
 }
 
 type SignupResponse struct {
@@ -1523,8 +1515,8 @@ type StartRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	Create        bool                   `protobuf:"varint,2,opt,name=create,proto3" json:"create,omitempty"`
-	SessionBlind  []byte                 `protobuf:"bytes,3,opt,name=session_blind,json=sessionBlind,proto3" json:"session_blind,omitempty"` // create: the blind index token of the session id
 	Tech          *actorspb.VisitorTech  `protobuf:"bytes,4,opt,name=tech,proto3" json:"tech,omitempty"`
+	SessionId     string                 `protobuf:"bytes,5,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"` // create: the new session id, claimed in the tenant's index
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1573,18 +1565,18 @@ func (x *StartRequest) GetCreate() bool {
 	return false
 }
 
-func (x *StartRequest) GetSessionBlind() []byte {
-	if x != nil {
-		return x.SessionBlind
-	}
-	return nil
-}
-
 func (x *StartRequest) GetTech() *actorspb.VisitorTech {
 	if x != nil {
 		return x.Tech
 	}
 	return nil
+}
+
+func (x *StartRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
 }
 
 type ContactRequest struct {
@@ -1862,20 +1854,18 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\x05event\":\n" +
 	"\tReadEvent\x12\x1b\n" +
 	"\treader_id\x18\x01 \x01(\fR\breaderId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x9d\x02\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xfb\x01\n" +
 	"\rSignupRequest\x12\"\n" +
 	"\forganization\x18\x01 \x01(\tR\forganization\x12\x1d\n" +
 	"\n" +
 	"owner_name\x18\x02 \x01(\tR\townerName\x12\x1f\n" +
 	"\vowner_email\x18\x03 \x01(\tR\n" +
-	"ownerEmail\x12\x1f\n" +
-	"\vemail_blind\x18\x04 \x01(\fR\n" +
-	"emailBlind\x12#\n" +
+	"ownerEmail\x12#\n" +
 	"\rpassword_hash\x18\x05 \x01(\tR\fpasswordHash\x12\x19\n" +
 	"\bowner_id\x18\x06 \x01(\fR\aownerId\x12\x1d\n" +
 	"\n" +
-	"widget_key\x18\a \x01(\tR\twidgetKey\x12(\n" +
-	"\x10widget_key_blind\x18\b \x01(\fR\x0ewidgetKeyBlind\"g\n" +
+	"widget_key\x18\a \x01(\tR\twidgetKey\x12\x1b\n" +
+	"\temail_key\x18\t \x01(\tR\bemailKeyJ\x04\b\x04\x10\x05J\x04\b\b\x10\t\"g\n" +
 	"\x0eSignupResponse\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
 	"\bowner_id\x18\x02 \x01(\fR\aownerId\x12\x1d\n" +
@@ -1899,9 +1889,10 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\x05event\"\x9f\x01\n" +
 	"\fStartRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x16\n" +
-	"\x06create\x18\x02 \x01(\bR\x06create\x12#\n" +
-	"\rsession_blind\x18\x03 \x01(\fR\fsessionBlind\x125\n" +
-	"\x04tech\x18\x04 \x01(\v2!.chatpacket.actors.v1.VisitorTechR\x04tech\"W\n" +
+	"\x06create\x18\x02 \x01(\bR\x06create\x125\n" +
+	"\x04tech\x18\x04 \x01(\v2!.chatpacket.actors.v1.VisitorTechR\x04tech\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x05 \x01(\tR\tsessionIdJ\x04\b\x03\x10\x04\"W\n" +
 	"\x0eContactRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +

@@ -89,7 +89,7 @@ func toGrainError(err error) error {
 		reason = ReasonExists
 	case errors.Is(err, storage.ErrErased):
 		reason = ReasonErased
-	case errors.Is(err, shard.ErrStopped), errors.Is(err, storage.ErrClosed):
+	case errors.Is(err, shard.ErrStopped), errors.Is(err, shard.ErrUnavailable), errors.Is(err, storage.ErrClosed):
 		reason = ReasonUnavailable
 	}
 	return pacluster.NewGrainErrorResponse(reason, err.Error())

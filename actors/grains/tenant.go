@@ -62,7 +62,7 @@ func (g *tenant) Signup(req *grainpb.SignupRequest, _ pacluster.GrainContext) (*
 	now := g.deps.Now().UnixMilli()
 	steps := []*actorspb.Command{
 		{Op: &actorspb.Command_ClaimIndex{ClaimIndex: &actorspb.ClaimIndex{
-			Key: req.EmailBlind, Scope: actorspb.IndexScope_INDEX_SCOPE_GLOBAL,
+			Name:   GlobalIndexName("email", req.EmailKey),
 			Record: &actorspb.IndexRecord{TenantId: g.id[:], TargetId: owner[:]},
 		}}},
 		{Op: &actorspb.Command_CreateTenant{CreateTenant: &actorspb.CreateTenant{Tenant: &actorspb.TenantRecord{
@@ -73,7 +73,7 @@ func (g *tenant) Signup(req *grainpb.SignupRequest, _ pacluster.GrainContext) (*
 			PasswordHash: req.PasswordHash, Role: actorspb.Role_ROLE_OWNER, CreatedUnixMs: now,
 		}}}},
 		{Op: &actorspb.Command_ClaimIndex{ClaimIndex: &actorspb.ClaimIndex{
-			Key: req.WidgetKeyBlind, Scope: actorspb.IndexScope_INDEX_SCOPE_GLOBAL,
+			Name:   GlobalIndexName("widget_key", req.WidgetKey),
 			Record: &actorspb.IndexRecord{TenantId: g.id[:], TargetId: g.id[:]},
 		}}},
 	}
@@ -99,7 +99,7 @@ func (g *tenant) Signup(req *grainpb.SignupRequest, _ pacluster.GrainContext) (*
 func (g *tenant) reclaim(claim *actorspb.ClaimIndex) error {
 	ctx, cancel := g.deps.callContext()
 	defer cancel()
-	have, err := g.deps.Machine.Index(ctx, claim.Key)
+	have, err := g.deps.Machine.Index(ctx, claim.Name)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (g *tenant) reclaim(claim *actorspb.ClaimIndex) error {
 	case !errors.Is(err, shard.ErrNotFound):
 		return err
 	}
-	retry := &actorspb.ClaimIndex{Key: claim.Key, Scope: claim.Scope, Record: claim.Record, Replace: have}
+	retry := &actorspb.ClaimIndex{Name: claim.Name, Record: claim.Record, Replace: have}
 	_, err = g.deps.Machine.Apply(ctx, &actorspb.Command{Op: &actorspb.Command_ClaimIndex{ClaimIndex: retry}})
 	return err
 }
@@ -215,6 +215,18 @@ func (g *tenant) Subscribe(req *grainpb.SubscribeRequest, _ pacluster.GrainConte
 		return nil, err
 	}
 	return &grainpb.Empty{}, nil
+}
+
+// GlobalIndexName names an entry of the cluster-wide index: an agent's
+// email (normalized), a widget key.
+func GlobalIndexName(purpose, value string) *actorspb.IndexName {
+	return &actorspb.IndexName{Scope: actorspb.IndexScope_INDEX_SCOPE_GLOBAL, Purpose: purpose, Value: []byte(value)}
+}
+
+// SessionIndexName names the entry of a widget session id in its tenant's
+// index.
+func SessionIndexName(tenant storage.ID, sessionID string) *actorspb.IndexName {
+	return &actorspb.IndexName{Scope: actorspb.IndexScope_INDEX_SCOPE_TENANT, TenantId: tenant[:], Purpose: "session", Value: []byte(sessionID)}
 }
 
 // idOf checks and converts an id field of a grain request.

@@ -46,15 +46,15 @@ func (g *visitor) Start(req *grainpb.StartRequest, _ pacluster.GrainContext) (*g
 	now := g.deps.Now().UnixMilli()
 	var steps []*actorspb.Command
 	if req.Create {
-		if len(req.SessionBlind) == 0 {
-			return nil, pacluster.NewGrainErrorResponse(ReasonInvalid, "a new visitor needs its session's index token")
+		if req.SessionId == "" {
+			return nil, pacluster.NewGrainErrorResponse(ReasonInvalid, "a new visitor needs its session id")
 		}
 		steps = append(steps,
 			&actorspb.Command{Op: &actorspb.Command_CreateVisitor{CreateVisitor: &actorspb.CreateVisitor{Visitor: &actorspb.VisitorRecord{
 				Id: g.id[:], TenantId: tenant[:], CreatedUnixMs: now,
 			}}}},
 			&actorspb.Command{Op: &actorspb.Command_ClaimIndex{ClaimIndex: &actorspb.ClaimIndex{
-				Key: req.SessionBlind, Scope: actorspb.IndexScope_INDEX_SCOPE_TENANT,
+				Name:   SessionIndexName(tenant, req.SessionId),
 				Record: &actorspb.IndexRecord{TenantId: tenant[:], TargetId: g.id[:]},
 			}}},
 		)

@@ -20,9 +20,7 @@ func TestVisitorGrain(t *testing.T) {
 	n := nodetest.Start(t)
 	tenant, visitorID := storage.NewID(), storage.NewID()
 	v := grainpb.GetVisitorGrainClient(n.Cluster, visitorID.String())
-	blind := make([]byte, 32)
-	copy(blind, "session")
-	start := &grainpb.StartRequest{TenantId: tenant[:], Create: true, SessionBlind: blind, Tech: &actorspb.VisitorTech{Browser: "Firefox"}}
+	start := &grainpb.StartRequest{TenantId: tenant[:], Create: true, SessionId: "vs_test", Tech: &actorspb.VisitorTech{Browser: "Firefox"}}
 	if _, err := v.Start(start); err != nil {
 		t.Fatalf("Start = %v", err)
 	}

@@ -46,13 +46,17 @@ func Start(t testing.TB, join ...string) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := shard.New(db)
+	m, err := shard.New(db)
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
 	cfg := cluster.LocalConfig()
 	cfg.Logger = Quiet
 	cfg.Join = join
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := cluster.Start(ctx, cfg, cluster.WithKinds(grains.Kinds()...),
+	n, err := cluster.StartShards(ctx, cfg, db, m, cluster.WithKinds(grains.Kinds()...),
 		cluster.WithExtensions(&grains.Deps{Machine: m, Now: time.Now, Log: Quiet, CallTimeout: 5 * time.Second}))
 	if err != nil {
 		m.Close()

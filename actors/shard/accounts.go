@@ -3,6 +3,8 @@ package shard
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,8 +18,44 @@ import (
 // accounts and widget sessions are made of. Creations are checked against
 // the store and against what earlier commands of the same batch staged.
 
-func indexKey(db *storage.DB, key []byte) []byte {
-	return storage.Key(storage.ShardOf(key, db.Shards()), TableIndex, key)
+// indexRoute is what places an index entry in a shard: a hash of its name
+// that needs no key, so that every node, whatever its keys, sends a claim
+// or a lookup of the same name to the same shard. Only the shard number is
+// ever derived from it; nothing is stored under it.
+func indexRoute(n *actorspb.IndexName) []byte {
+	h := sha256.New()
+	h.Write([]byte("chatpacket index route v1"))
+	for _, part := range [][]byte{{byte(n.GetScope())}, n.GetTenantId(), []byte(n.GetPurpose()), n.GetValue()} {
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(part))))
+		h.Write(part)
+	}
+	return h.Sum(nil)
+}
+
+// indexKey is where this node keeps the entry of n: under the HMAC of the
+// value with this node's key of the scope (the tenant's, or the cluster
+// index key), so the value itself is never stored and the entry dies with
+// that key.
+func indexKey(ctx context.Context, db *storage.DB, n *actorspb.IndexName) ([]byte, storage.KeyRef, error) {
+	if n.GetPurpose() == "" || len(n.GetValue()) == 0 || len(n.GetValue()) > 1024 {
+		return nil, storage.KeyRef{}, fmt.Errorf("%w: an index name needs a purpose and a value of 1 to 1024 bytes", ErrInvalid)
+	}
+	var tenant storage.ID
+	if n.GetScope() == actorspb.IndexScope_INDEX_SCOPE_TENANT {
+		var err error
+		if tenant, err = idFrom(n.GetTenantId(), "name.tenant_id"); err != nil {
+			return nil, storage.KeyRef{}, err
+		}
+	}
+	ref, err := indexRef(n.GetScope(), tenant)
+	if err != nil {
+		return nil, storage.KeyRef{}, err
+	}
+	blind, err := db.Blind(ctx, ref, n.GetPurpose(), n.GetValue())
+	if err != nil {
+		return nil, storage.KeyRef{}, err
+	}
+	return storage.Key(storage.ShardOf(indexRoute(n), db.Shards()), TableIndex, blind), ref, nil
 }
 
 func tenantKey(db *storage.DB, tenant storage.ID) []byte {
@@ -80,18 +118,19 @@ func (s *state) exists(ctx context.Context, key []byte, into proto.Message) (boo
 }
 
 func (s *state) claimIndex(ctx context.Context, ch *change, c *actorspb.ClaimIndex) (*actorspb.Result, error) {
-	tenant, err := idFrom(c.GetRecord().GetTenantId(), "record.tenant_id")
-	if err != nil {
+	if _, err := idFrom(c.GetRecord().GetTenantId(), "record.tenant_id"); err != nil {
 		return nil, err
 	}
 	if _, err := idFrom(c.GetRecord().GetTargetId(), "record.target_id"); err != nil {
 		return nil, err
 	}
-	ref, err := indexRef(c.Scope, tenant)
+	if c.GetName().GetScope() == actorspb.IndexScope_INDEX_SCOPE_TENANT && !bytes.Equal(c.GetName().GetTenantId(), c.GetRecord().GetTenantId()) {
+		return nil, fmt.Errorf("%w: a tenant index entry must name its own tenant", ErrInvalid)
+	}
+	key, ref, err := indexKey(ctx, s.db, c.GetName())
 	if err != nil {
 		return nil, err
 	}
-	key := indexKey(s.db, c.Key)
 	var have actorspb.IndexRecord
 	switch found, err := s.exists(ctx, key, &have); {
 	case err != nil:
@@ -226,10 +265,14 @@ func (s *state) createVisitor(ctx context.Context, ch *change, v *actorspb.Visit
 // Reads of the account records. Each answers ErrNotFound when there is
 // nothing, and passes storage.ErrErased through.
 
-// Index returns the entry of a blind index token.
-func (m *Machine) Index(ctx context.Context, key []byte) (*actorspb.IndexRecord, error) {
+// Index returns the entry of an index name.
+func (m *Machine) Index(ctx context.Context, name *actorspb.IndexName) (*actorspb.IndexRecord, error) {
+	key, _, err := indexKey(ctx, m.db, name)
+	if err != nil {
+		return nil, err
+	}
 	var rec actorspb.IndexRecord
-	return &rec, m.read(ctx, indexKey(m.db, key), &rec)
+	return &rec, m.read(ctx, key, &rec)
 }
 
 // Tenant returns a tenant's record.
@@ -262,12 +305,10 @@ func (m *Machine) Visitor(ctx context.Context, tenant, visitor storage.ID) (*act
 	return &rec, nil
 }
 
-// Blind is the blind index token of value for purpose under ref.
-func (m *Machine) Blind(ctx context.Context, ref storage.KeyRef, purpose string, value []byte) ([]byte, error) {
-	return m.db.Blind(ctx, ref, purpose, value)
-}
-
 func (m *Machine) read(ctx context.Context, key []byte, into proto.Message) error {
+	if err := m.caughtUp(ctx, key); err != nil {
+		return err
+	}
 	err := m.db.Get(ctx, key, into)
 	if errors.Is(err, storage.ErrNotFound) {
 		return ErrNotFound
@@ -308,6 +349,9 @@ func (m *Machine) Inbox(ctx context.Context, tenant storage.ID, after storage.ID
 	lower := prefix
 	if after != (storage.ID{}) {
 		lower = append(inboxKey(m.db, tenant, after), 0)
+	}
+	if err := m.caughtUp(ctx, prefix); err != nil {
+		return nil, err
 	}
 	var out []*actorspb.InboxEntry
 	err := m.db.Scan(ctx, lower, storage.PrefixEnd(prefix), func(_ []byte, open func(proto.Message) error) error {

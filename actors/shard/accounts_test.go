@@ -12,10 +12,13 @@ import (
 	"github.com/chatpacket/chatpacket/storage"
 )
 
-func claim(key []byte, tenant, target storage.ID) *actorspb.Command {
+func emailName(email string) *actorspb.IndexName {
+	return &actorspb.IndexName{Scope: actorspb.IndexScope_INDEX_SCOPE_GLOBAL, Purpose: "email", Value: []byte(email)}
+}
+
+func claim(name *actorspb.IndexName, tenant, target storage.ID) *actorspb.Command {
 	return &actorspb.Command{Op: &actorspb.Command_ClaimIndex{ClaimIndex: &actorspb.ClaimIndex{
-		Key: key, Scope: actorspb.IndexScope_INDEX_SCOPE_GLOBAL,
-		Record: &actorspb.IndexRecord{TenantId: tenant[:], TargetId: target[:]},
+		Name: name, Record: &actorspb.IndexRecord{TenantId: tenant[:], TargetId: target[:]},
 	}}}
 }
 
@@ -31,10 +34,7 @@ func createTenant(tenant storage.ID) *actorspb.Command {
 func TestClaimIndexOnce(t *testing.T) {
 	ctx := context.Background()
 	_, m := open(t, t.TempDir(), newKey())
-	key, err := m.Blind(ctx, storage.GlobalIndexKey, "email", []byte("ada@example.com"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := emailName("ada@example.com")
 	tenant := storage.NewID()
 	targets := make([]storage.ID, 16)
 	errs := make([]error, len(targets))
@@ -145,28 +145,20 @@ func TestTenantAgentTokenVisitor(t *testing.T) {
 // the same tenant and two claims of one index for different targets: the
 // second of each sees the first, although neither is committed yet.
 func TestBatchSeesItsOwnCreations(t *testing.T) {
-	ctx := context.Background()
 	_, m := open(t, t.TempDir(), newKey())
 	tenant := storage.NewID()
-	key := sha256.Sum256([]byte("an index token"))
-	cmds := []*actorspb.Command{
-		createTenant(tenant), createTenant(tenant),
-		claim(key[:], tenant, storage.NewID()), claim(key[:], tenant, storage.NewID()),
-	}
-	batch := make([]*request, len(cmds))
-	for i, cmd := range cmds {
-		batch[i] = &request{ctx: ctx, cmd: cmd, done: make(chan reply, 1)}
-	}
-	route, err := routeOf(cmds[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Apply as the tenant's applier would, all four in one batch.
-	m.appliers[storage.ShardOf(route, m.db.Shards())].applyBatch(batch)
-	for i, want := range []error{nil, ErrExists, nil, ErrExists} {
-		r := <-batch[i].done
-		if !errors.Is(r.err, want) {
-			t.Errorf("command %d of the batch = %v; want %v", i, r.err, want)
+	key := emailName("bo@example.com")
+	for _, pair := range [][]*actorspb.Command{
+		{createTenant(tenant), createTenant(tenant)},
+		{claim(key, tenant, storage.NewID()), claim(key, tenant, storage.NewID())},
+	} {
+		// Apply as the shard's raft group would, both in one batch.
+		f := m.fsmOf(t, pair[0])
+		replies := f.ApplyBatch(entries(f.Applied()+1, pair...))
+		for i, want := range []error{nil, ErrExists} {
+			if err := errorOf(replies[i].(*actorspb.Reply)); !errors.Is(err, want) {
+				t.Errorf("%T, command %d of the batch = %v; want %v", pair[0].Op, i, err, want)
+			}
 		}
 	}
 }

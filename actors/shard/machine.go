@@ -3,35 +3,33 @@
 // visitors, blind indexes) is a Command applied here, in order, per shard.
 // Grains never write the store themselves; they propose commands.
 //
-// On one node the Machine applies commands straight to the store. Step 3
-// puts a raft log in front of it and the same apply code becomes each
-// replica's FSM, which is why applying is deterministic: ids and times come
-// in the command, chosen by the proposer.
+// Each shard is a raft group (cluster/replica): a Command is proposed to
+// its shard's log, and once a majority of the shard's replicas have it on
+// disk, every replica's FSM applies it with the same code. Applying is
+// therefore deterministic: ids and times come in the command, chosen by
+// the proposer. One node is the same code with one replica per shard.
 //
-// Group commit. Each shard has one applier goroutine. It takes every
-// command queued while its previous commit was in flight, applies them in
-// arrival order to one batch, and commits that batch with one synced write;
-// only then does it answer. So a busy conversation's messages share fsyncs
-// and sealing work is done by one goroutine per shard, between commits,
-// instead of by every writer at the moment an fsync wakes them all
-// (bench/RESULTS.md shows what the latter costs).
+// Group commit comes from raft: the leader appends every command proposed
+// while its previous append was in flight with one synced write, and the
+// FSM applies each committed run of entries in one store batch.
 //
 // A command that fails (bad input, an erased visitor) is dropped whole and
-// answered with its error; the rest of its batch still commits. A commit
-// that fails fails every command in its batch.
+// answered with its error; the rest of its batch still applies.
 //
 // Concurrency: a Machine is safe for concurrent use. Apply blocks until the
-// command is durable or has failed.
+// command is applied or has failed.
 package shard
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/chatpacket/chatpacket/actors/actorspb"
 	"github.com/chatpacket/chatpacket/storage"
+	"google.golang.org/protobuf/proto"
 )
 
 // Tables of the shard state machine, after storage's own.
@@ -47,6 +45,7 @@ const (
 	TableInbox                                               // InboxEntry by tenant id, conversation id
 	TablePageView                                            // PageViewRecord by visitor id, time
 	TableVisitorConversation                                 // VisitorConversation by visitor id, conversation id
+	TableApplied                                             // AppliedRecord: the shard's last applied raft index
 )
 
 // Limits on what a command may carry.
@@ -63,100 +62,128 @@ var (
 	ErrInvalid = errors.New("shard: invalid command")
 	// ErrStopped answers calls after Close.
 	ErrStopped = errors.New("shard: machine stopped")
+	// ErrUnavailable answers a command whose shard has no reachable leader
+	// (an election is running, or this node is cut off): try again.
+	ErrUnavailable = errors.New("shard: unavailable")
 	// ErrExists answers a command that would create what exists already
 	// (an email claimed by another account, a tenant id taken).
 	ErrExists = errors.New("shard: exists")
 )
 
-// maxBatch bounds how many commands one commit carries, so that one
-// conversation flooding its shard cannot delay the others' answers without
-// bound.
-const maxBatch = 256
-
-// cachedConversations bounds each applier's cache of committed
-// conversation records. The applier is its shard's only writer, so the
-// cache is exact; it saves a read and an open per command.
+// cachedConversations bounds each FSM's cache of committed conversation
+// records.
 const cachedConversations = 1024
 
-// Machine applies commands to the shards of one store.
-type Machine struct {
-	db       *storage.DB
-	appliers []*applier
-	stop     chan struct{}
-	wg       sync.WaitGroup
+// Log is the replicated log of every shard: Propose appends data to shard's
+// log (on its leader, wherever that is) and returns what the shard's FSM
+// answered, an *actorspb.Reply, once the entry is committed and applied.
+// ReadIndex is how far this node's replica of shard must have applied
+// before a read of it sees every write acknowledged so far (0 when this
+// node leads the shard: its state machine applied each of them before it
+// was acknowledged).
+type Log interface {
+	Propose(ctx context.Context, shard uint16, data []byte) (any, error)
+	ReadIndex(ctx context.Context, shard uint16) (uint64, error)
+}
 
-	// mu is held shared while a command is queued and exclusively by Close,
-	// so nothing is queued after the appliers were told to stop.
+// Machine applies commands to the shards of one store through their logs,
+// and reads what this node's replicas hold.
+type Machine struct {
+	db   *storage.DB
+	fsms []*FSM
+
 	mu     sync.RWMutex
+	log    Log
 	closed bool
 }
 
-// New starts a Machine over db, one applier per shard of db.
-func New(db *storage.DB) *Machine {
-	m := &Machine{db: db, stop: make(chan struct{})}
-	m.appliers = make([]*applier, db.Shards())
-	for i := range m.appliers {
-		a := &applier{m: m, shard: uint16(i), in: make(chan *request, maxBatch), convs: map[storage.ID]*actorspb.ConversationRecord{}}
-		m.appliers[i] = a
-		m.wg.Go(a.run)
+// New opens the state machines of every shard of db. Commands need a Log
+// (SetLog) before they can be applied.
+func New(db *storage.DB) (*Machine, error) {
+	m := &Machine{db: db, fsms: make([]*FSM, db.Shards())}
+	for i := range m.fsms {
+		f, err := NewFSM(db, uint16(i))
+		if err != nil {
+			return nil, err
+		}
+		m.fsms[i] = f
 	}
-	return m
+	return m, nil
 }
 
-// Close stops the appliers after the commands already taken are answered;
-// queued ones get ErrStopped. Close is safe to call twice.
+// FSM returns the state machine of shard, for its raft group.
+func (m *Machine) FSM(shard uint16) *FSM { return m.fsms[shard] }
+
+// SetLog gives the machine the log its commands go through.
+func (m *Machine) SetLog(l Log) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.log = l
+}
+
+// Close makes later Applies fail with ErrStopped. The FSMs stay usable by
+// their raft groups until those shut down. Close is safe to call twice.
 func (m *Machine) Close() {
 	m.mu.Lock()
-	if !m.closed {
-		m.closed = true
-		close(m.stop)
-	}
-	m.mu.Unlock()
-	m.wg.Wait()
+	defer m.mu.Unlock()
+	m.closed = true
 }
 
-type request struct {
-	ctx  context.Context
-	cmd  *actorspb.Command
-	done chan reply
-}
-
-type reply struct {
-	res *actorspb.Result
-	err error
-}
-
-// Apply applies cmd to the shard of its conversation and answers once the
-// change is durable. The result's Conversation is shared with the
-// machine's cache: read it, never modify it.
+// Apply proposes cmd to the shard it is about and answers once it is
+// applied. The result's Conversation may be shared with an FSM's cache:
+// read it, never modify it.
 func (m *Machine) Apply(ctx context.Context, cmd *actorspb.Command) (*actorspb.Result, error) {
 	route, err := routeOf(cmd)
 	if err != nil {
 		return nil, err
 	}
-	req := &request{ctx: ctx, cmd: cmd, done: make(chan reply, 1)}
-	if err := m.enqueue(ctx, m.appliers[storage.ShardOf(route, m.db.Shards())], req); err != nil {
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	m.mu.RLock()
+	log, closed := m.log, m.closed
+	m.mu.RUnlock()
+	if closed || log == nil {
+		return nil, ErrStopped
+	}
+	// Once proposed, the command may be applied whatever the caller does;
+	// a retry is safe (posts by client_id, claims and creations are
+	// idempotent for the same values).
+	out, err := log.Propose(ctx, storage.ShardOf(route, m.db.Shards()), data)
+	if err != nil {
 		return nil, err
 	}
-	// Once queued, the command may be applied whatever the caller does: wait
-	// for its answer so the caller never mistakes a stored command for a lost
-	// one (a retry of a post is safe anyway, by its client_id).
-	r := <-req.done
-	return r.res, r.err
+	r, ok := out.(*actorspb.Reply)
+	if !ok {
+		return nil, fmt.Errorf("shard: the log answered %T", out)
+	}
+	if err := errorOf(r); err != nil {
+		return nil, err
+	}
+	return r.Result, nil
 }
 
-func (m *Machine) enqueue(ctx context.Context, a *applier, req *request) error {
+// caughtUp waits until this node's replica of the shard that key is in has
+// applied every write acknowledged before the call, so that a read of key
+// that follows sees them: a client that wrote through one node and reads
+// through another never misses its own write.
+func (m *Machine) caughtUp(ctx context.Context, key []byte) error {
 	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.closed {
-		return ErrStopped
+	log := m.log
+	m.mu.RUnlock()
+	if log == nil {
+		return nil // no log: nothing is written but what this node applied
 	}
-	select {
-	case a.in <- req: // the applier, still running, will answer it
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	shard := binary.BigEndian.Uint16(key)
+	if int(shard) >= len(m.fsms) {
+		return fmt.Errorf("%w: key of shard %d", ErrInvalid, shard)
 	}
+	index, err := log.ReadIndex(ctx, shard)
+	if err != nil {
+		return err
+	}
+	return m.fsms[shard].waitApplied(ctx, index)
 }
 
 // routeOf returns the id whose shard applies a command: the conversation,
@@ -174,7 +201,7 @@ func routeOf(cmd *actorspb.Command) ([]byte, error) {
 	case *actorspb.Command_MarkRead:
 		raw = op.MarkRead.ConversationId
 	case *actorspb.Command_ClaimIndex:
-		return keyFrom(op.ClaimIndex.Key, "key")
+		return indexRoute(op.ClaimIndex.GetName()), nil
 	case *actorspb.Command_CreateTenant:
 		raw, field = op.CreateTenant.GetTenant().GetId(), "tenant.id"
 	case *actorspb.Command_CreateAgent:
@@ -217,93 +244,4 @@ func idFrom(raw []byte, field string) (storage.ID, error) {
 		return storage.ID{}, fmt.Errorf("%w: %s has %d bytes; want 16", ErrInvalid, field, len(raw))
 	}
 	return storage.BytesID(raw), nil
-}
-
-// applier applies the commands of one shard, one batch at a time.
-type applier struct {
-	m     *Machine
-	shard uint16
-	in    chan *request
-	// convs holds committed conversation records, owned by the applier's
-	// goroutine. Eviction is random (Go's map order), which is enough for a
-	// cache whose misses cost one read.
-	convs map[storage.ID]*actorspb.ConversationRecord
-}
-
-func (a *applier) run() {
-	for {
-		var first *request
-		select {
-		case first = <-a.in:
-		case <-a.m.stop:
-			a.drain()
-			return
-		}
-		batch := []*request{first}
-	collect:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-a.in:
-				batch = append(batch, r)
-			default:
-				break collect
-			}
-		}
-		a.applyBatch(batch)
-	}
-}
-
-// remember caches the conversations a committed batch changed.
-func (a *applier) remember(changed map[storage.ID]*actorspb.ConversationRecord) {
-	for id, conv := range changed {
-		if _, ok := a.convs[id]; !ok && len(a.convs) >= cachedConversations {
-			for old := range a.convs {
-				delete(a.convs, old)
-				break
-			}
-		}
-		a.convs[id] = conv
-	}
-}
-
-// drain answers the commands still queued at Close.
-func (a *applier) drain() {
-	for {
-		select {
-		case r := <-a.in:
-			r.done <- reply{err: ErrStopped}
-		default:
-			return
-		}
-	}
-}
-
-func (a *applier) applyBatch(batch []*request) {
-	group := a.m.db.NewBatch()
-	defer group.Close()
-	st := newState(a.m.db, a.convs)
-	replies := make([]reply, len(batch))
-	for i, r := range batch {
-		res, err := st.apply(r.ctx, group, r.cmd)
-		replies[i] = reply{res: res, err: err}
-	}
-	if !group.Empty() {
-		// Commit with a context of its own: one caller giving up must not
-		// fail the others' writes.
-		if err := group.Commit(context.Background()); err != nil {
-			for i := range replies {
-				if replies[i].err == nil {
-					replies[i] = reply{err: err}
-				}
-			}
-			for id := range st.convs {
-				delete(a.convs, id) // what is on disk is unknown now
-			}
-		} else {
-			a.remember(st.convs)
-		}
-	}
-	for i, r := range batch {
-		r.done <- replies[i]
-	}
 }

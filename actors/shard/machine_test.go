@@ -1,10 +1,16 @@
 package shard
 
 import (
+	"io"
+	"log/slog"
+
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/chatpacket/chatpacket/cluster/raftmux"
+	"github.com/chatpacket/chatpacket/cluster/replica"
+	"github.com/hashicorp/raft"
 	"slices"
 	"strings"
 	"sync"
@@ -18,16 +24,49 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// open opens a store and its machine as one node of its own: a raft group
+// per shard, each with this node as its only voter (what a first node
+// does), over a real listener on loopback.
 func open(t *testing.T, dir string, key []byte) (*storage.DB, *Machine) {
 	t.Helper()
-	db, err := storage.Open(context.Background(), storage.Options{Dir: dir, MasterKey: key, Shards: 8})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	db, err := storage.Open(ctx, storage.Options{Dir: dir, MasterKey: key, Shards: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := New(db)
-	t.Cleanup(func() { m.Close(); db.Close() })
+	m, err := New(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux, err := raftmux.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := replica.Start(ctx, replica.Config{
+		NodeID: "node-1", DB: db, Mux: mux, Timing: replica.LocalTiming(), Logger: quiet,
+		FSM: func(s uint16) (raft.FSM, error) { return m.FSM(s), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := groups.Bootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	if err := groups.WaitLeaders(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.SetLog(soleReplica{groups})
+	t.Cleanup(func() {
+		m.Close()
+		groups.Close()
+		mux.Close()
+		db.Close()
+	})
 	return db, m
 }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newKey() []byte {
 	k := make([]byte, storage.MasterKeyLen)
@@ -318,3 +357,9 @@ func TestEveryCommandIsRoutedAndApplied(t *testing.T) {
 		b.Close()
 	}
 }
+
+// soleReplica is the log of a node that is every shard's only replica: it
+// leads them all, so its reads never wait for another node.
+type soleReplica struct{ *replica.Groups }
+
+func (soleReplica) ReadIndex(context.Context, uint16) (uint64, error) { return 0, nil }

@@ -11,12 +11,17 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Reads see what is committed. They need no applier: Pebble's reads are
-// consistent snapshots of committed batches.
+// Reads see what this node's replica has applied, after catching up with
+// its shard's leader (caughtUp): every write acknowledged before the read
+// began is in them. Pebble's reads are consistent snapshots of applied
+// batches.
 
 // Conversation returns a conversation of tenant. Another tenant's
 // conversation is ErrNotFound, like a missing one.
 func (m *Machine) Conversation(ctx context.Context, tenant, id storage.ID) (*actorspb.ConversationRecord, error) {
+	if err := m.caughtUp(ctx, conversationKey(m.db, id)); err != nil {
+		return nil, err
+	}
 	var rec actorspb.ConversationRecord
 	err := readConversation(ctx, m.db, id, &rec)
 	if errors.Is(err, storage.ErrNotFound) {

@@ -73,6 +73,9 @@ func (s *state) updateTenant(ctx context.Context, ch *change, u *actorspb.Update
 // Agents returns the team of tenant, in id order, at most limit.
 func (m *Machine) Agents(ctx context.Context, tenant storage.ID, limit int) ([]*actorspb.AgentRecord, error) {
 	prefix := storage.Key(shardOf(m.db, tenant), TableAgent, tenant[:])
+	if err := m.caughtUp(ctx, prefix); err != nil {
+		return nil, err
+	}
 	var out []*actorspb.AgentRecord
 	err := m.db.ScanPrefix(ctx, prefix, func(_ []byte, open func(proto.Message) error) error {
 		var a actorspb.AgentRecord

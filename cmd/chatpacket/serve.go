@@ -29,6 +29,7 @@ type serveConfig struct {
 	httpAddr      string
 	gossipAddr    string
 	remoteAddr    string
+	raftAddr      string
 	join          []string
 	gossipPreset  string
 	masterKeyFile string
@@ -50,8 +51,10 @@ CHATPACKET_MASTER_KEY (64 hex digits or base64 of 32 bytes; make one with
 'chatpacket admin key generate').
 
 Nodes form a cluster by gossip: start the first one alone, and every other
-one with --join naming any live node's gossip address. Gossip (TCP and UDP)
-and the grain remote listen on loopback by default; give addresses other
+one with --join naming any live node's gossip address. Data is split into
+shards, each replicated by raft on up to 3 nodes: an acknowledged message is
+on disk on a majority of its shard's replicas. Gossip (TCP and UDP), the
+grain remote and raft listen on loopback by default; give addresses other
 machines can reach to run a cluster across machines.
 
 The node answers GET /healthz while it runs and GET /readyz with 200 once its
@@ -68,6 +71,7 @@ the cluster and closes the store.`,
 	f.StringVar(&cfg.httpAddr, "http", ":8080", "address of the HTTP API, widget and dashboard")
 	f.StringVar(&cfg.gossipAddr, "gossip", "127.0.0.1:7946", "address of cluster gossip, TCP and UDP (port 0: any free port)")
 	f.StringVar(&cfg.remoteAddr, "remote", "127.0.0.1:8090", "address of the grain remote that carries calls between nodes (port 0: any free port)")
+	f.StringVar(&cfg.raftAddr, "raft", "127.0.0.1:8300", "address of the raft listener that replicates every shard between nodes (port 0: any free port)")
 	f.StringSliceVar(&cfg.join, "join", nil, "gossip addresses of live nodes to join, comma-separated (none: form a new cluster)")
 	f.StringVar(&cfg.gossipPreset, "gossip-preset", "lan", "failure detection: lan (nodes on a network) or local (nodes on one machine: faster)")
 	f.StringVar(&cfg.masterKeyFile, "master-key-file", "", "file holding the master key (default: CHATPACKET_MASTER_KEY, else a development key in the data dir)")
@@ -100,7 +104,11 @@ func serve(ctx context.Context, cfg serveConfig) error {
 		return err
 	}
 	log.Info("store open", "dir", storeDir, "shards", db.Shards(), "master_key", mk.Fingerprint(), "master_key_from", mk.Origin)
-	machine := shard.New(db)
+	machine, err := shard.New(db)
+	if err != nil {
+		db.Close()
+		return err
+	}
 
 	srv := transport.NewServer(cfg.httpAddr, log)
 	ln, err := srv.Listen()
@@ -116,7 +124,7 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	// /healthz answers from here on; /readyz once the node is a member.
 	var gw *gateway.Gateway
 	var api *transport.API
-	node, err := startNode(ctx, cfg, log, machine)
+	node, err := startNode(ctx, cfg, log, db, machine)
 	if err == nil {
 		gw = gateway.New(node.Cluster, log)
 		api = &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: gw, Log: log, Now: time.Now}
@@ -153,7 +161,7 @@ func serve(ctx context.Context, cfg serveConfig) error {
 }
 
 // startNode joins or forms the cluster with this node's grains.
-func startNode(ctx context.Context, cfg serveConfig, log *slog.Logger, machine *shard.Machine) (*cluster.Node, error) {
+func startNode(ctx context.Context, cfg serveConfig, log *slog.Logger, db *storage.DB, machine *shard.Machine) (*cluster.Node, error) {
 	var ccfg cluster.Config
 	switch cfg.gossipPreset {
 	case "lan":
@@ -163,11 +171,11 @@ func startNode(ctx context.Context, cfg serveConfig, log *slog.Logger, machine *
 	default:
 		return nil, fmt.Errorf("--gossip-preset %q: want lan or local", cfg.gossipPreset)
 	}
-	ccfg.GossipAddr, ccfg.RemoteAddr, ccfg.Join, ccfg.Logger = cfg.gossipAddr, cfg.remoteAddr, cfg.join, log
+	ccfg.GossipAddr, ccfg.RemoteAddr, ccfg.RaftAddr, ccfg.Join, ccfg.Logger = cfg.gossipAddr, cfg.remoteAddr, cfg.raftAddr, cfg.join, log
 	if len(cfg.join) > 0 {
 		log.Info("joining the cluster", "seeds", cfg.join)
 	}
-	return cluster.Start(ctx, ccfg,
+	return cluster.StartShards(ctx, ccfg, db, machine,
 		cluster.WithKinds(grains.Kinds()...),
 		cluster.WithExtensions(&grains.Deps{Machine: machine, Now: time.Now, Log: log, CallTimeout: 5 * time.Second}))
 }

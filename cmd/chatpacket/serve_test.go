@@ -44,7 +44,7 @@ var servingRE = regexp.MustCompile(`msg=serving http=(\S+)`)
 // reports its HTTP address.
 func runServe(t *testing.T, bin, dir string, env []string, args ...string) *node {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--remote", "127.0.0.1:0"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"serve", "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--remote", "127.0.0.1:0", "--raft", "127.0.0.1:0"}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
@@ -196,7 +196,7 @@ func TestServeOnDefaults(t *testing.T) {
 	n.stop(t)
 
 	// A wrong master key is refused with a clear error, before serving.
-	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--remote", "127.0.0.1:0")
+	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--remote", "127.0.0.1:0", "--raft", "127.0.0.1:0")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CHATPACKET_MASTER_KEY="+storage.GenerateMasterKey())
 	out, err := cmd.CombinedOutput()

@@ -1,0 +1,135 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/chatpacket/chatpacket/actors/shard"
+	"github.com/chatpacket/chatpacket/cluster/raftmux"
+	"github.com/chatpacket/chatpacket/cluster/replica"
+	"github.com/chatpacket/chatpacket/storage"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Shards are a node's replicas of the shards: the raft groups over the
+// node's store, their one listener, and the log the node's Machine
+// proposes through.
+type Shards struct {
+	Groups *replica.Groups
+	Log    *ShardLog
+	mux    *raftmux.Mux
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// tableNodeID holds the node's id in the system shard. Tables of the
+// system shard below storage.TableFirstUser that storage does not use are
+// the cluster's.
+const tableNodeID storage.Table = 0x1F
+
+// NodeID returns the id of the node whose store db is, made on first use.
+// It names the node in every shard's raft configuration, so it must
+// outlive restarts: it is kept in the store.
+func NodeID(ctx context.Context, db *storage.DB) (string, error) {
+	key := storage.Key(storage.SystemShard, tableNodeID)
+	var rec wrapperspb.StringValue
+	switch err := db.Get(ctx, key, &rec); {
+	case err == nil:
+		return rec.Value, nil
+	case !errors.Is(err, storage.ErrNotFound):
+		return "", fmt.Errorf("cluster: read node id: %w", err)
+	}
+	rec.Value = "n-" + storage.NewID().String()[:12]
+	if err := db.Put(ctx, key, storage.RaftLogKey, &rec); err != nil {
+		return "", fmt.Errorf("cluster: keep node id: %w", err)
+	}
+	return rec.Value, nil
+}
+
+// StartShards starts the node with its shard replicas: the raft listener,
+// one raft group per shard over db feeding m's state machines, the node
+// (gossip and grains, announcing the node's identity), and the forwarder.
+// A node without seeds to join bootstraps every shard it has no state for
+// with itself as the only voter: it is the first node of a new cluster.
+// It returns once every shard has a leader.
+func StartShards(ctx context.Context, cfg Config, db *storage.DB, m *shard.Machine, opts ...Option) (*Node, error) {
+	id, err := NodeID(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	mux, err := raftmux.Listen(cfg.RaftAddr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: raft listener on %s: %w", cfg.RaftAddr, err)
+	}
+	groups, err := replica.Start(ctx, replica.Config{
+		NodeID: id, DB: db, Mux: mux, Shards: db.Shards(), Replicas: cfg.Replicas,
+		FSM:    func(s uint16) (raft.FSM, error) { return m.FSM(s), nil },
+		Timing: cfg.Raft, Logger: cfg.Logger.With("component", "raft"),
+	})
+	if err != nil {
+		mux.Close()
+		return nil, err
+	}
+	if len(cfg.Join) == 0 {
+		if err := groups.Bootstrap(); err != nil {
+			groups.Close()
+			mux.Close()
+			return nil, err
+		}
+	}
+	cfg.Identity = Identity{NodeID: id, RaftAddr: mux.Addr().String(), Shards: db.Shards()}
+	n, err := Start(ctx, cfg, opts...)
+	if err != nil {
+		groups.Close()
+		mux.Close()
+		return nil, err
+	}
+	log, err := NewShardLog(n, groups, func(s uint16) uint64 { return m.FSM(s).Applied() })
+	if err != nil {
+		n.Stop(false)
+		groups.Close()
+		mux.Close()
+		return nil, err
+	}
+	m.SetLog(log)
+	s := &Shards{Groups: groups, Log: log, mux: mux, stop: make(chan struct{}), done: make(chan struct{})}
+	n.shards = s
+	go s.followMembers(n)
+	if err := groups.WaitLeaders(ctx); err != nil {
+		n.Stop(false)
+		return nil, fmt.Errorf("cluster: waiting for every shard to have a leader: %w", err)
+	}
+	return n, nil
+}
+
+// followMembers hands the raft groups every change of the live members:
+// the shard leaders move voters toward the placement the members give.
+func (s *Shards) followMembers(n *Node) {
+	defer close(s.done)
+	for {
+		var live []replica.Member
+		for _, p := range n.Peers() {
+			if p.NodeID != "" {
+				live = append(live, replica.Member{ID: p.NodeID, RaftAddr: p.RaftAddr})
+			}
+		}
+		s.Groups.SetMembers(live)
+		select {
+		case <-n.PeersChanged():
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// close stops the replicas after the node's grains: first the forwarder
+// and the membership loop, then every raft group, then their listener.
+func (s *Shards) close() {
+	close(s.stop)
+	<-s.done
+	s.Log.Close()
+	s.Groups.Close()
+	s.mux.Close()
+}
