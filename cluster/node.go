@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 	pacluster "github.com/asynkron/protoactor-go/cluster"
@@ -34,6 +35,7 @@ type Option func(*options)
 type options struct {
 	kinds      []*pacluster.Kind
 	extensions []extensions.Extension
+	lookup     pacluster.IdentityLookup // nil: protoactor's disthash
 }
 
 // WithKinds registers grain kinds on the node.
@@ -72,7 +74,11 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Node, error) {
 		system.Extensions.Register(ext)
 	}
 	p := newProvider(cfg)
-	cc := pacluster.Configure(cfg.Name, p, disthash.New(), remote.Configure(host, port),
+	lookup := o.lookup
+	if lookup == nil {
+		lookup = disthash.New()
+	}
+	cc := pacluster.Configure(cfg.Name, p, lookup, remote.Configure(host, port),
 		pacluster.WithKinds(o.kinds...), pacluster.WithRequestTimeout(cfg.RequestTimeout))
 	n := &Node{System: system, Cluster: pacluster.New(system, cc), p: p}
 	if err := startMember(n.Cluster); err != nil {
@@ -158,3 +164,29 @@ func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 }
 
 func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.WithGroup(g), m.level} }
+
+// PeerAddrs are the actor remote addresses of the live members.
+func (n *Node) PeerAddrs() []string {
+	peers := n.Peers()
+	out := make([]string, len(peers))
+	for i, p := range peers {
+		out[i] = p.RemoteAddr
+	}
+	return out
+}
+
+// NodeRef refers to a node that is not started yet: dependencies built
+// before the node (the grains' Deps) call it, and it answers as the node
+// once Set.
+type NodeRef struct{ p atomic.Pointer[Node] }
+
+// Set makes r refer to n.
+func (r *NodeRef) Set(n *Node) { r.p.Store(n) }
+
+// PeerAddrs is n.PeerAddrs, or nil before Set.
+func (r *NodeRef) PeerAddrs() []string {
+	if n := r.p.Load(); n != nil {
+		return n.PeerAddrs()
+	}
+	return nil
+}

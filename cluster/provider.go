@@ -35,6 +35,11 @@ type provider struct {
 
 	peersChanged chan struct{} // the peer list changed; buffered 1
 
+	meta struct {
+		member  []byte                 // the protoactor Member part, fixed at start
+		current atomic.Pointer[[]byte] // what memberlist gossips now
+	}
+
 	mu struct {
 		sync.Mutex
 		ml    *memberlist.Memberlist
@@ -51,6 +56,7 @@ type Peer struct {
 	NodeID     string // lasting, from its data dir; "" for a node without shards
 	RaftAddr   string
 	Shards     int
+	Draining   bool // leaving: placement no longer counts it
 }
 
 var _ pacluster.ClusterProvider = (*provider)(nil)
@@ -80,8 +86,8 @@ func (p *provider) StartMember(c *pacluster.Cluster) error {
 		return err
 	}
 	// Our NodeInfo follows the Member in the same bytes (see clusterpb).
-	id := p.cfg.Identity
-	meta, err = proto.MarshalOptions{}.MarshalAppend(meta, &clusterpb.NodeInfo{NodeId: id.NodeID, RaftAddr: id.RaftAddr, Shards: uint32(id.Shards)})
+	p.meta.member = meta
+	meta, err = p.metaBytes(false)
 	if err != nil {
 		return err
 	}
@@ -97,7 +103,8 @@ func (p *provider) StartMember(c *pacluster.Cluster) error {
 	mc.Name = c.ActorSystem.ID // unique per start: a restarted node is a new member
 	mc.BindAddr, mc.BindPort = gossipHost, gossipPort
 	mc.AdvertiseAddr, mc.AdvertisePort = "", 0
-	mc.Delegate = metaDelegate(meta)
+	p.meta.current.Store(&meta)
+	mc.Delegate = metaDelegate{p}
 	mc.Events = eventDelegate{p}
 	mc.Logger = log.New(gossipLog{p.log}, "", 0)
 	mc.LogOutput = nil
@@ -197,7 +204,7 @@ func (p *provider) publish() {
 		members = append(members, &m)
 		peers = append(peers, Peer{
 			MemberID: m.Id, RemoteAddr: net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port))),
-			NodeID: info.NodeId, RaftAddr: info.RaftAddr, Shards: int(info.Shards),
+			NodeID: info.NodeId, RaftAddr: info.RaftAddr, Shards: int(info.Shards), Draining: info.Draining,
 		})
 	}
 	c.MemberList.UpdateClusterTopology(members)
@@ -237,11 +244,36 @@ func (p *provider) joinLoop() {
 	}
 }
 
+// metaBytes is the node's gossip metadata: its protoactor Member, then its
+// NodeInfo.
+func (p *provider) metaBytes(draining bool) ([]byte, error) {
+	id := p.cfg.Identity
+	return proto.MarshalOptions{}.MarshalAppend(append([]byte(nil), p.meta.member...),
+		&clusterpb.NodeInfo{NodeId: id.NodeID, RaftAddr: id.RaftAddr, Shards: uint32(id.Shards), Draining: draining})
+}
+
+// setDraining tells the cluster that this node is leaving (or no longer
+// is): its metadata changes and gossip spreads it.
+func (p *provider) setDraining(draining bool) error {
+	meta, err := p.metaBytes(draining)
+	if err != nil {
+		return err
+	}
+	p.meta.current.Store(&meta)
+	p.mu.Lock()
+	ml := p.mu.ml
+	p.mu.Unlock()
+	if ml == nil {
+		return fmt.Errorf("cluster: not started")
+	}
+	return ml.UpdateNode(5 * time.Second)
+}
+
 // metaDelegate gives memberlist this node's metadata; this node sends no
 // user messages.
-type metaDelegate []byte
+type metaDelegate struct{ p *provider }
 
-func (d metaDelegate) NodeMeta(int) []byte           { return d }
+func (d metaDelegate) NodeMeta(int) []byte           { return *d.p.meta.current.Load() }
 func (metaDelegate) NotifyMsg([]byte)                {}
 func (metaDelegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (metaDelegate) LocalState(bool) []byte          { return nil }

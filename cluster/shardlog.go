@@ -155,12 +155,15 @@ func (l *ShardLog) ReadIndex(ctx context.Context, shardID uint16) (uint64, error
 // memory.
 const readIndexTimeout = 2 * time.Second
 
-// remoteOf is the actor remote address of the node with id.
-func (l *ShardLog) remoteOf(nodeID string) string {
-	if nodeID == "" {
+func (l *ShardLog) remoteOf(nodeID string) string { return remoteOf(l.node, nodeID) }
+
+// remoteOf is the actor remote address of the node with id, as n's gossip
+// knows it ("" if unknown).
+func remoteOf(n *Node, nodeID string) string {
+	if n == nil || nodeID == "" {
 		return ""
 	}
-	for _, p := range l.node.Peers() {
+	for _, p := range n.Peers() {
 		if p.NodeID == nodeID {
 			return p.RemoteAddr
 		}

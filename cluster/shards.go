@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/cluster/raftmux"
@@ -63,10 +64,16 @@ func StartShards(ctx context.Context, cfg Config, db *storage.DB, m *shard.Machi
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft listener on %s: %w", cfg.RaftAddr, err)
 	}
+	lookup := &leaderLookup{shards: db.Shards(), log: cfg.Logger}
 	groups, err := replica.Start(ctx, replica.Config{
 		NodeID: id, DB: db, Mux: mux, Shards: db.Shards(), Replicas: cfg.Replicas,
 		FSM:    func(s uint16) (raft.FSM, error) { return m.FSM(s), nil },
 		Timing: cfg.Raft, Logger: cfg.Logger.With("component", "raft"),
+		OnLeadership: func(s uint16, leader bool) {
+			if !leader {
+				lookup.leadershipLost(s)
+			}
+		},
 	})
 	if err != nil {
 		mux.Close()
@@ -80,12 +87,16 @@ func StartShards(ctx context.Context, cfg Config, db *storage.DB, m *shard.Machi
 		}
 	}
 	cfg.Identity = Identity{NodeID: id, RaftAddr: mux.Addr().String(), Shards: db.Shards()}
-	n, err := Start(ctx, cfg, opts...)
+	lookup.groups = groups
+	var started atomic.Pointer[Node] // the lookup may run before Start returns
+	lookup.remote = func(nodeID string) string { return remoteOf(started.Load(), nodeID) }
+	n, err := Start(ctx, cfg, append(opts, func(o *options) { o.lookup = lookup })...)
 	if err != nil {
 		groups.Close()
 		mux.Close()
 		return nil, err
 	}
+	started.Store(n)
 	log, err := NewShardLog(n, groups, func(s uint16) uint64 { return m.FSM(s).Applied() })
 	if err != nil {
 		n.Stop(false)
@@ -104,6 +115,21 @@ func StartShards(ctx context.Context, cfg Config, db *storage.DB, m *shard.Machi
 	return n, nil
 }
 
+// Drain moves every replica and leadership of this node's shards to other
+// nodes: it tells the cluster by gossip that this node is leaving (so the
+// other nodes' shard leaders remove its replicas), then hands over the
+// shards it leads, and returns once it leads none and is a voter of none,
+// or ctx ends. The node can then stop with nothing lost.
+func (n *Node) Drain(ctx context.Context) error {
+	if n.shards == nil {
+		return errors.New("cluster: this node holds no shards")
+	}
+	if err := n.p.setDraining(true); err != nil {
+		return fmt.Errorf("cluster: announce the drain: %w", err)
+	}
+	return n.shards.Groups.Drain(ctx)
+}
+
 // followMembers hands the raft groups every change of the live members:
 // the shard leaders move voters toward the placement the members give.
 func (s *Shards) followMembers(n *Node) {
@@ -112,7 +138,7 @@ func (s *Shards) followMembers(n *Node) {
 		var live []replica.Member
 		for _, p := range n.Peers() {
 			if p.NodeID != "" {
-				live = append(live, replica.Member{ID: p.NodeID, RaftAddr: p.RaftAddr})
+				live = append(live, replica.Member{ID: p.NodeID, RaftAddr: p.RaftAddr, Draining: p.Draining})
 			}
 		}
 		s.Groups.SetMembers(live)

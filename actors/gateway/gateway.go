@@ -26,6 +26,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pacluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/chatpacket/chatpacket/actors/grainpb"
+	"github.com/chatpacket/chatpacket/actors/grains"
 	"github.com/chatpacket/chatpacket/storage"
 )
 
@@ -73,7 +74,13 @@ func New(c *pacluster.Cluster, log *slog.Logger) *Gateway {
 	g := &Gateway{cluster: c, log: log, timeout: 5 * time.Second, stop: make(chan struct{})}
 	g.mu.convs = map[storage.ID]*conversation{}
 	g.mu.tenants = map[storage.ID]map[*TenantWatch]struct{}{}
-	g.pid = c.ActorSystem.Root.Spawn(actor.PropsFromFunc(g.receive))
+	// Named, so that grains can announce their activations to it.
+	pid, err := c.ActorSystem.Root.SpawnNamed(actor.PropsFromFunc(g.receive), grains.GatewayName)
+	if err != nil {
+		// Only a second gateway on one node: a programming error.
+		panic(fmt.Sprintf("gateway: %v", err))
+	}
+	g.pid = pid
 	g.wg.Go(g.renewLoop)
 	return g
 }
@@ -97,8 +104,11 @@ func (g *Gateway) Close() {
 		w.Close()
 	}
 	close(g.stop)
+	// The actor first: it starts the goroutines wg waits for.
+	if err := g.cluster.ActorSystem.Root.StopFuture(g.pid).Wait(); err != nil {
+		g.log.Warn("stopping the gateway actor", "err", err)
+	}
 	g.wg.Wait()
-	g.cluster.ActorSystem.Root.Stop(g.pid)
 }
 
 // receive is the gateway actor: grains send it their events.
@@ -116,6 +126,50 @@ func (g *Gateway) receive(ctx actor.Context) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		g.offerTenant(ev)
+	case *grainpb.Activated:
+		g.reactivated(ev)
+	}
+}
+
+// reactivated subscribes again to a grain this gateway watches that has a
+// new activation (moved with its shard's leadership, or passivated and
+// called again): the new one knows no subscribers. Messages posted in
+// between are then read by the watches that missed them.
+func (g *Gateway) reactivated(ev *grainpb.Activated) {
+	id, err := storage.ParseID(ev.Identity)
+	if err != nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch ev.Kind {
+	case "Conversation":
+		c, ok := g.mu.convs[id]
+		if !ok {
+			return
+		}
+		watches := make([]*Watch, 0, len(c.watches))
+		for w := range c.watches {
+			watches = append(watches, w)
+		}
+		g.wg.Go(func() {
+			if err := g.subscribe(c.tenant, id); err != nil {
+				g.log.Warn("subscribing to a moved conversation", "conversation", id.String(), "err", err)
+				return
+			}
+			for _, w := range watches {
+				w.catchUpSoon()
+			}
+		})
+	case "Tenant":
+		if _, ok := g.mu.tenants[id]; !ok {
+			return
+		}
+		g.wg.Go(func() {
+			if err := g.subscribeTenant(id); err != nil {
+				g.log.Warn("subscribing to a moved tenant", "tenant", id.String(), "err", err)
+			}
+		})
 	}
 }
 
@@ -252,10 +306,15 @@ func (w *Watch) offer(ev *grainpb.ConversationEvent) {
 	select {
 	case w.events <- ev:
 	default:
-		select {
-		case w.behind <- struct{}{}:
-		default:
-		}
+		w.catchUpSoon()
+	}
+}
+
+// catchUpSoon makes the watch read what it may have missed.
+func (w *Watch) catchUpSoon() {
+	select {
+	case w.behind <- struct{}{}:
+	default:
 	}
 }
 

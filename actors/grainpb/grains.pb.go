@@ -1787,6 +1787,62 @@ func (x *VisitorConversationsResponse) GetConversations() []*actorspb.VisitorCon
 	return nil
 }
 
+// Activated is sent by a conversation or tenant grain when it activates, to
+// the gateway of every node: a gateway subscribed to the grain's previous
+// activation (which moved with its shard's leadership, or passivated)
+// subscribes again at once instead of at its next lease renewal.
+type Activated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "Conversation" or "Tenant"
+	Identity      string                 `protobuf:"bytes,2,opt,name=identity,proto3" json:"identity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Activated) Reset() {
+	*x = Activated{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Activated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Activated) ProtoMessage() {}
+
+func (x *Activated) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Activated.ProtoReflect.Descriptor instead.
+func (*Activated) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Activated) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Activated) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
 var File_actors_grainpb_grains_proto protoreflect.FileDescriptor
 
 const file_actors_grainpb_grains_proto_rawDesc = "" +
@@ -1904,7 +1960,10 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12M\n" +
 	"\fconversation\x18\x02 \x01(\v2).chatpacket.actors.v1.VisitorConversationR\fconversation\"o\n" +
 	"\x1cVisitorConversationsResponse\x12O\n" +
-	"\rconversations\x18\x01 \x03(\v2).chatpacket.actors.v1.VisitorConversationR\rconversations2\xb3\x05\n" +
+	"\rconversations\x18\x01 \x03(\v2).chatpacket.actors.v1.VisitorConversationR\rconversations\";\n" +
+	"\tActivated\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
+	"\bidentity\x18\x02 \x01(\tR\bidentity2\xb3\x05\n" +
 	"\fConversation\x12M\n" +
 	"\x04Post\x12!.chatpacket.grains.v1.PostRequest\x1a\".chatpacket.grains.v1.PostResponse\x12M\n" +
 	"\x04Read\x12!.chatpacket.grains.v1.ReadRequest\x1a\".chatpacket.grains.v1.ReadResponse\x12\\\n" +
@@ -1941,7 +2000,7 @@ func file_actors_grainpb_grains_proto_rawDescGZIP() []byte {
 	return file_actors_grainpb_grains_proto_rawDescData
 }
 
-var file_actors_grainpb_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_actors_grainpb_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_actors_grainpb_grains_proto_goTypes = []any{
 	(*Empty)(nil),                        // 0: chatpacket.grains.v1.Empty
 	(*PostRequest)(nil),                  // 1: chatpacket.grains.v1.PostRequest
@@ -1973,34 +2032,35 @@ var file_actors_grainpb_grains_proto_goTypes = []any{
 	(*PageViewRequest)(nil),              // 27: chatpacket.grains.v1.PageViewRequest
 	(*AddConversationRequest)(nil),       // 28: chatpacket.grains.v1.AddConversationRequest
 	(*VisitorConversationsResponse)(nil), // 29: chatpacket.grains.v1.VisitorConversationsResponse
-	(*actorspb.Author)(nil),              // 30: chatpacket.actors.v1.Author
-	(*actorspb.ConversationRecord)(nil),  // 31: chatpacket.actors.v1.ConversationRecord
-	(*actorspb.TenantRecord)(nil),        // 32: chatpacket.actors.v1.TenantRecord
-	(*actorspb.UpdateTenant)(nil),        // 33: chatpacket.actors.v1.UpdateTenant
-	(*actorspb.AgentRecord)(nil),         // 34: chatpacket.actors.v1.AgentRecord
-	(*actorspb.VisitorTech)(nil),         // 35: chatpacket.actors.v1.VisitorTech
-	(*actorspb.PageViewRecord)(nil),      // 36: chatpacket.actors.v1.PageViewRecord
-	(*actorspb.VisitorConversation)(nil), // 37: chatpacket.actors.v1.VisitorConversation
+	(*Activated)(nil),                    // 30: chatpacket.grains.v1.Activated
+	(*actorspb.Author)(nil),              // 31: chatpacket.actors.v1.Author
+	(*actorspb.ConversationRecord)(nil),  // 32: chatpacket.actors.v1.ConversationRecord
+	(*actorspb.TenantRecord)(nil),        // 33: chatpacket.actors.v1.TenantRecord
+	(*actorspb.UpdateTenant)(nil),        // 34: chatpacket.actors.v1.UpdateTenant
+	(*actorspb.AgentRecord)(nil),         // 35: chatpacket.actors.v1.AgentRecord
+	(*actorspb.VisitorTech)(nil),         // 36: chatpacket.actors.v1.VisitorTech
+	(*actorspb.PageViewRecord)(nil),      // 37: chatpacket.actors.v1.PageViewRecord
+	(*actorspb.VisitorConversation)(nil), // 38: chatpacket.actors.v1.VisitorConversation
 }
 var file_actors_grainpb_grains_proto_depIdxs = []int32{
-	30, // 0: chatpacket.grains.v1.PostRequest.author:type_name -> chatpacket.actors.v1.Author
-	30, // 1: chatpacket.grains.v1.Message.author:type_name -> chatpacket.actors.v1.Author
+	31, // 0: chatpacket.grains.v1.PostRequest.author:type_name -> chatpacket.actors.v1.Author
+	31, // 1: chatpacket.grains.v1.Message.author:type_name -> chatpacket.actors.v1.Author
 	4,  // 2: chatpacket.grains.v1.ReadResponse.messages:type_name -> chatpacket.grains.v1.Message
-	30, // 3: chatpacket.grains.v1.TypingRequest.author:type_name -> chatpacket.actors.v1.Author
-	31, // 4: chatpacket.grains.v1.ConversationInfo.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	31, // 3: chatpacket.grains.v1.TypingRequest.author:type_name -> chatpacket.actors.v1.Author
+	32, // 4: chatpacket.grains.v1.ConversationInfo.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
 	4,  // 5: chatpacket.grains.v1.ConversationEvent.message:type_name -> chatpacket.grains.v1.Message
-	30, // 6: chatpacket.grains.v1.ConversationEvent.typing:type_name -> chatpacket.actors.v1.Author
+	31, // 6: chatpacket.grains.v1.ConversationEvent.typing:type_name -> chatpacket.actors.v1.Author
 	16, // 7: chatpacket.grains.v1.ConversationEvent.read:type_name -> chatpacket.grains.v1.ReadEvent
 	14, // 8: chatpacket.grains.v1.ConversationEvent.changed:type_name -> chatpacket.grains.v1.ConversationInfo
-	32, // 9: chatpacket.grains.v1.SettingsResponse.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	33, // 10: chatpacket.grains.v1.UpdateSettingsRequest.settings:type_name -> chatpacket.actors.v1.UpdateTenant
-	34, // 11: chatpacket.grains.v1.AgentsResponse.agents:type_name -> chatpacket.actors.v1.AgentRecord
-	31, // 12: chatpacket.grains.v1.ConversationSummary.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	33, // 9: chatpacket.grains.v1.SettingsResponse.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	34, // 10: chatpacket.grains.v1.UpdateSettingsRequest.settings:type_name -> chatpacket.actors.v1.UpdateTenant
+	35, // 11: chatpacket.grains.v1.AgentsResponse.agents:type_name -> chatpacket.actors.v1.AgentRecord
+	32, // 12: chatpacket.grains.v1.ConversationSummary.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
 	23, // 13: chatpacket.grains.v1.TenantEvent.summary:type_name -> chatpacket.grains.v1.ConversationSummary
-	35, // 14: chatpacket.grains.v1.StartRequest.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	36, // 15: chatpacket.grains.v1.PageViewRequest.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	37, // 16: chatpacket.grains.v1.AddConversationRequest.conversation:type_name -> chatpacket.actors.v1.VisitorConversation
-	37, // 17: chatpacket.grains.v1.VisitorConversationsResponse.conversations:type_name -> chatpacket.actors.v1.VisitorConversation
+	36, // 14: chatpacket.grains.v1.StartRequest.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	37, // 15: chatpacket.grains.v1.PageViewRequest.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	38, // 16: chatpacket.grains.v1.AddConversationRequest.conversation:type_name -> chatpacket.actors.v1.VisitorConversation
+	38, // 17: chatpacket.grains.v1.VisitorConversationsResponse.conversations:type_name -> chatpacket.actors.v1.VisitorConversation
 	1,  // 18: chatpacket.grains.v1.Conversation.Post:input_type -> chatpacket.grains.v1.PostRequest
 	3,  // 19: chatpacket.grains.v1.Conversation.Read:input_type -> chatpacket.grains.v1.ReadRequest
 	6,  // 20: chatpacket.grains.v1.Conversation.Subscribe:input_type -> chatpacket.grains.v1.SubscribeRequest
@@ -2066,7 +2126,7 @@ func file_actors_grainpb_grains_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_grainpb_grains_proto_rawDesc), len(file_actors_grainpb_grains_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -53,6 +53,7 @@ func (g *conversation) Init(ctx pacluster.GrainContext) {
 		g.deps.Log.Warn("conversation grain with a malformed identity", "identity", ctx.Identity())
 	}
 	g.id = id
+	g.deps.announce(ctx, ctx.Kind(), ctx.Identity())
 }
 
 // Terminate tells the tenant what is pending before the grain passivates.

@@ -36,6 +36,24 @@ type Deps struct {
 	Log *slog.Logger
 	// CallTimeout bounds a grain's wait for its command to commit.
 	CallTimeout time.Duration
+	// Peers returns the actor remote addresses of the live nodes, for
+	// announcing activations to their gateways; nil announces nothing.
+	Peers func() []string
+}
+
+// GatewayName is the name of every node's gateway actor, which grains
+// announce their activations to.
+const GatewayName = "chatpacket-gateway"
+
+// announce tells every node's gateway that a grain activated here.
+func (d *Deps) announce(ctx pacluster.GrainContext, kind, identity string) {
+	if d.Peers == nil {
+		return
+	}
+	msg := &grainpb.Activated{Kind: kind, Identity: identity}
+	for _, addr := range d.Peers() {
+		ctx.Send(actor.NewPID(addr, GatewayName), msg)
+	}
 }
 
 // ExtensionID makes Deps an actor system extension.

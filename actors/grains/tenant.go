@@ -41,6 +41,7 @@ func (g *tenant) Init(ctx pacluster.GrainContext) {
 	if id, err := storage.ParseID(ctx.Identity()); err == nil {
 		g.id = id
 	}
+	g.deps.announce(ctx, ctx.Kind(), ctx.Identity())
 }
 
 func (g *tenant) Terminate(pacluster.GrainContext)      {}

@@ -56,13 +56,15 @@ func Start(t testing.TB, join ...string) *Node {
 	cfg.Join = join
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var ref cluster.NodeRef
 	n, err := cluster.StartShards(ctx, cfg, db, m, cluster.WithKinds(grains.Kinds()...),
-		cluster.WithExtensions(&grains.Deps{Machine: m, Now: time.Now, Log: Quiet, CallTimeout: 5 * time.Second}))
+		cluster.WithExtensions(&grains.Deps{Machine: m, Now: time.Now, Log: Quiet, CallTimeout: 5 * time.Second, Peers: ref.PeerAddrs}))
 	if err != nil {
 		m.Close()
 		db.Close()
 		t.Fatal(err)
 	}
+	ref.Set(n)
 	t.Cleanup(func() {
 		// Graceful: protoactor's remote then stops its endpoint writers,
 		// which otherwise go on redialling a stopped peer for 10 s.

@@ -33,6 +33,7 @@ type NodeInfo struct {
 	NodeId        string                 `protobuf:"bytes,100,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`       // stable per data dir: the node's raft server id
 	RaftAddr      string                 `protobuf:"bytes,101,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"` // the node's raft listener (all shards)
 	Shards        uint32                 `protobuf:"varint,102,opt,name=shards,proto3" json:"shards,omitempty"`                    // the shard count its store was made with
+	Draining      bool                   `protobuf:"varint,103,opt,name=draining,proto3" json:"draining,omitempty"`                // leaving: shard leaders move its replicas away
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -86,6 +87,13 @@ func (x *NodeInfo) GetShards() uint32 {
 		return x.Shards
 	}
 	return 0
+}
+
+func (x *NodeInfo) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 // ForwardRequest carries a command to the node that leads its shard.
@@ -320,11 +328,12 @@ var File_cluster_clusterpb_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_clusterpb_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x1fcluster/clusterpb/cluster.proto\x12\x15chatpacket.cluster.v1\"X\n" +
+	"\x1fcluster/clusterpb/cluster.proto\x12\x15chatpacket.cluster.v1\"t\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18d \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\traft_addr\x18e \x01(\tR\braftAddr\x12\x16\n" +
-	"\x06shards\x18f \x01(\rR\x06shards\":\n" +
+	"\x06shards\x18f \x01(\rR\x06shards\x12\x1a\n" +
+	"\bdraining\x18g \x01(\bR\bdraining\":\n" +
 	"\x0eForwardRequest\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"v\n" +

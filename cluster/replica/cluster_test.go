@@ -126,6 +126,33 @@ func TestJoinAndDrain(t *testing.T) {
 		c.propose(t, s, fmt.Sprintf("four %d", s))
 	}
 
+	// node-4 holds some shards only: it waits for their leaders alone, and
+	// for the others it knows no leader but the placement that does.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n4.groups.WaitLeaders(ctx); err != nil {
+		t.Errorf("node-4: WaitLeaders() = %v", err)
+	}
+	away := shardWhere(t, ids, func(d []string) bool { return !slices.Contains(d, "node-4") })
+	if away >= testShards {
+		t.Fatalf("shard %d: every shard of %d is placed on node-4", away, testShards)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		_, err := n4.groups.Propose(context.Background(), away, []byte("elsewhere"))
+		if nl, ok := notLeader(err); !ok || nl.LeaderID != "" {
+			return fmt.Errorf("node-4: Propose(%d) = %v; want NotLeaderError without a leader", away, err)
+		}
+		return nil
+	})
+	placed := n4.groups.Placement(away)
+	if !slices.Equal(placed, place(ids, away, 3)) {
+		t.Errorf("node-4: Placement(%d) = %v; want %v", away, placed, place(ids, away, 3))
+	}
+	_, err := c.byID(placed[0]).groups.Propose(context.Background(), away, []byte("via placement"))
+	if nl, ok := notLeader(err); err != nil && (!ok || !slices.Contains(placed, nl.LeaderID)) {
+		t.Errorf("%s (placed first for shard %d): Propose = %v; want success or a NotLeaderError naming a placed node", placed[0], away, err)
+	}
+
 	// Drain node-2 while a writer keeps proposing on every shard.
 	drained := c.byID("node-2")
 	rest := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == drained.id })
@@ -155,7 +182,7 @@ func TestJoinAndDrain(t *testing.T) {
 	}()
 	start = time.Now()
 	c.setMembers(drained.id)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := drained.groups.Drain(ctx); err != nil {
 		t.Fatalf("Drain() = %v", err)

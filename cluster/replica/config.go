@@ -59,7 +59,7 @@ type Config struct {
 	OnLeadership func(shard uint16, isLeader bool)
 
 	// Timing is raft's timeouts and the reconcile loop's pace; start from
-	// LocalTiming or LANTiming.
+	// LocalTiming or LANTiming. The zero value means LANTiming.
 	Timing Timing
 
 	// SnapshotThreshold and SnapshotInterval: raft checks every interval
@@ -105,8 +105,12 @@ type Timing struct {
 	// from a quorum. It bounds how long a partitioned leader keeps taking
 	// proposals (none of which commit).
 	LeaderLeaseTimeout time.Duration
-	// CommitTimeout is how long a leader with nothing to send waits before
-	// telling followers the new commit index.
+	// CommitTimeout is how long a leader with nothing new to send waits
+	// before it sends followers an empty AppendEntries with the commit
+	// index, so it bounds how far a follower's FSM lags. It does not delay
+	// commits on the leader. Every shard's leader sends one per follower
+	// each CommitTimeout, heartbeats aside: with 64 idle shards on 3 nodes,
+	// 10 ms cost 19% of a core per node, 50 ms 15%.
 	CommitTimeout time.Duration
 	// RPCTimeout bounds each raft RPC's I/O and dial on the transport.
 	RPCTimeout time.Duration
@@ -136,7 +140,7 @@ func LocalTiming() Timing {
 		HeartbeatTimeout:   500 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond,
-		CommitTimeout:      10 * time.Millisecond,
+		CommitTimeout:      50 * time.Millisecond,
 		RPCTimeout:         2 * time.Second,
 		ReconcileInterval:  250 * time.Millisecond,
 		CatchUpGrace:       time.Second,

@@ -37,9 +37,9 @@
 //     healthy desired voter (it never removes itself while leading; the
 //     new leader removes it).
 //
-// Then, at most once per interval, a node leading more than an even share
-// plus one hands one shard's leadership to a desired voter that leads
-// fewer. Leader counts are as this node sees them, a lower bound.
+// Then a node leading more than an even share plus one hands one shard's
+// leadership to a desired voter that leads fewer, one transfer in flight
+// at a time. Leader counts are as this node sees them, a lower bound.
 //
 // Before the first SetMembers the loop changes nothing: an empty list
 // would make every other voter look dead.
@@ -49,8 +49,12 @@
 // Propose works only on the shard's leader. Elsewhere it returns a
 // *NotLeaderError, and the command was not appended: the caller sends it
 // to the node named by LeaderID (mapping the raft id to that node's
-// address from gossip), or, when LeaderID is empty (an election, a
-// transfer), waits a few tens of milliseconds and asks again. An error
+// address from gossip). LeaderID is empty during an election or a
+// transfer (wait a few tens of milliseconds and ask again), and always on
+// a node that holds no replica of the shard, which happens as soon as
+// there are more nodes than Replicas: such a node never hears from the
+// shard's leader, so the caller forwards to a node of Placement(shard),
+// which does (and answers with the leader if it is not the leader). An error
 // wrapping ErrUnknownOutcome means the entry may still commit: retry only
 // commands the state machine recognises as repeats.
 //

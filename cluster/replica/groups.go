@@ -25,12 +25,12 @@ type Groups struct {
 	byRaft map[*raft.Raft]*group
 	mem    *members
 
-	kickCh      chan struct{} // wakes the reconcile loop; buffered 1
-	lastBalance time.Time     // of the last balancing transfer; reconcile goroutine only
-	obsCh       chan raft.Observation
-	stop        chan struct{} // closed by Close
-	closed      atomic.Bool
-	once        sync.Once
+	kickCh    chan struct{} // wakes the reconcile loop; buffered 1
+	balancing atomic.Bool   // a balancing transfer is in flight
+	obsCh     chan raft.Observation
+	stop      chan struct{} // closed by Close
+	closed    atomic.Bool
+	once      sync.Once
 
 	// wg counts every goroutine Groups starts; goMu orders its Adds before
 	// Close's Wait.

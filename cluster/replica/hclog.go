@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // hcLogger hands raft's hclog lines to slog, quieter than raft means them.
@@ -61,6 +62,13 @@ var electionWarnings = []string{
 }
 
 func (h *hcLogger) level(level hclog.Level, msg string, args []any) slog.Level {
+	// Before quietPrefixes: "failed to contact quorum…" starts like the
+	// per-peer "failed to contact".
+	for _, p := range electionWarnings {
+		if strings.HasPrefix(msg, p) {
+			return slog.LevelInfo
+		}
+	}
 	for _, p := range quietPrefixes {
 		if strings.HasPrefix(msg, p) {
 			return slog.LevelDebug
@@ -69,15 +77,15 @@ func (h *hcLogger) level(level hclog.Level, msg string, args []any) slog.Level {
 	if msg == "failed to decode incoming command" && peerHungUp(args) {
 		return slog.LevelDebug
 	}
+	if msg == "failed to get log" && hasError(args, raft.ErrLogNotFound) {
+		// A follower behind the log's truncation: raft sends it the
+		// latest snapshot next, which is worth knowing, not an error.
+		return slog.LevelInfo
+	}
 	switch level {
 	case hclog.Error:
 		return slog.LevelError
 	case hclog.Warn:
-		for _, p := range electionWarnings {
-			if strings.HasPrefix(msg, p) {
-				return slog.LevelInfo
-			}
-		}
 		return slog.LevelWarn
 	default:
 		return slog.LevelDebug
@@ -99,17 +107,21 @@ func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 	h.l.Log(ctx, lvl, msg, attrs...)
 }
 
+func hasError(args []any, target error) bool {
+	for _, a := range args {
+		if err, ok := a.(error); ok && errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
 // peerHungUp reports whether args hold the error of a connection its peer
 // closed. A leader that steps down or moves closes its pipelined
 // connections with responses still unread, which resets them: the
 // follower's transport logs that at Error, for every shard that moved.
 func peerHungUp(args []any) bool {
-	for _, a := range args {
-		if err, ok := a.(error); ok && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)) {
-			return true
-		}
-	}
-	return false
+	return hasError(args, syscall.ECONNRESET) || hasError(args, io.EOF) || hasError(args, net.ErrClosed)
 }
 
 // flatten turns hclog.Fmt values into strings; slog takes the rest as is.

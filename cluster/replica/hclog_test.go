@@ -28,6 +28,8 @@ func TestHCLoggerLevels(t *testing.T) {
 		{func(l hclog.Logger) { l.Error("failed to decode incoming command", "error", reset) }, "level=DEBUG"},
 		{func(l hclog.Logger) { l.Error("failed to decode incoming command", "error", "bad msgpack") }, "level=ERROR"},
 		{func(l hclog.Logger) { l.Warn("heartbeat timeout reached, starting election") }, "level=INFO"},
+		{func(l hclog.Logger) { l.Warn("failed to contact quorum of nodes, stepping down") }, "level=INFO"},
+		{func(l hclog.Logger) { l.Warn("failed to contact", "server-id", "b") }, "level=DEBUG"},
 		{func(l hclog.Logger) { l.Warn("failed to get log entry") }, "level=WARN"},
 		{func(l hclog.Logger) { l.Error("failed to commit logs") }, "level=ERROR"},
 		{func(l hclog.Logger) { l.Named("net").With("k", 1).Warn("x", "servers", hclog.Fmt("%d+%d", 1, 2)) }, `logger=net k=1 servers=1+2`},

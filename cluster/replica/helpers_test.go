@@ -25,11 +25,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const testShards = 8
 
-// testLogger discards, unless REPLICA_LOG is set (to see raft's lines
-// while debugging a test).
+// testLogger discards, unless REPLICA_LOG is set to a level (debug, info,
+// warn) to see the lines an operator would while debugging a test.
 func testLogger() *slog.Logger {
-	if os.Getenv("REPLICA_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if lvl := os.Getenv("REPLICA_LOG"); lvl != "" {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(lvl)); err != nil {
+			l = slog.LevelDebug
+		}
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

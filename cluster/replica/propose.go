@@ -14,7 +14,9 @@ import (
 type NotLeaderError struct {
 	Shard uint16
 	// LeaderID and LeaderAddr name the leader as this node last heard of
-	// it; both empty during an election or a leadership transfer.
+	// it; both empty during an election or a leadership transfer, and
+	// always on a node that holds no replica of the shard (ask a node of
+	// Groups.Placement instead).
 	LeaderID   string
 	LeaderAddr string
 }

@@ -2,11 +2,14 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // TestSingleNode bootstraps one node, proposes on every shard, restarts it
@@ -136,4 +139,36 @@ func TestProposeWithoutLeadership(t *testing.T) {
 	if _, err := g.Propose(context.Background(), 0, []byte("x")); err != ErrClosed {
 		t.Errorf("Propose after Close = %v; want ErrClosed", err)
 	}
+}
+
+// TestStartFailureLeavesNothing: a shard whose FSM cannot be made fails
+// Start, and the groups already started are shut down: their layers are
+// freed (a second Start on the same Mux works) and their goroutines gone.
+func TestStartFailureLeavesNothing(t *testing.T) {
+	n := newNode(t, "fails")
+	n.start(t)
+	db, mux := n.db, n.mux
+	n.groups.Close()
+	cfg := Config{
+		NodeID: n.id, DB: db, Mux: mux, Timing: LocalTiming(), Logger: testLogger(),
+		FSM: func(shard uint16) (raft.FSM, error) {
+			if shard == 3 {
+				return nil, errors.New("no state machine for you")
+			}
+			return &logFSM{db: db, shard: shard}, nil
+		},
+	}
+	if _, err := Start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "shard 3") {
+		t.Fatalf("Start with a failing FSM = %v; want an error naming shard 3", err)
+	}
+	cfg.FSM = func(shard uint16) (raft.FSM, error) { return &logFSM{db: db, shard: shard}, nil }
+	g, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Start after a failed Start on the same Mux = %v", err)
+	}
+	n.groups = g
+	if err := g.Bootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	waitLeaders(t, n)
 }

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -77,17 +78,17 @@ func (g *Groups) IsLeader(shard uint16) bool {
 	return err == nil && grp.raft.State() == raft.Leader
 }
 
-// WaitLeaders waits until every shard has a known leader, or ctx ends.
+// WaitLeaders waits until every shard this node should hold a replica of
+// has a known leader, or ctx ends. Which shards: once SetMembers was
+// called, those whose placement includes this node; before, those whose
+// configuration on this node names it (after Bootstrap, all of them). A
+// node learns a shard's leader only from the leader's messages, so
+// waiting for shards it holds no replica of could never end.
 func (g *Groups) WaitLeaders(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		var missing []uint16
-		for _, grp := range g.groups {
-			if _, id := grp.raft.LeaderWithID(); id == "" {
-				missing = append(missing, grp.shard)
-			}
-		}
+		missing := g.leaderless()
 		if len(missing) == 0 {
 			return nil
 		}
@@ -100,4 +101,52 @@ func (g *Groups) WaitLeaders(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// leaderless lists the shards WaitLeaders waits for that have no known
+// leader.
+func (g *Groups) leaderless() []uint16 {
+	v, placed := g.mem.view(time.Now(), nil, g.cfg.Timing.DeadTimeout)
+	var missing []uint16
+	for _, grp := range g.groups {
+		if _, id := grp.raft.LeaderWithID(); id != "" {
+			continue
+		}
+		if placed && !slices.Contains(v.desired(grp.shard, g.cfg.Replicas), g.self.ID) {
+			continue
+		}
+		if !placed && !g.inConfig(grp) {
+			continue
+		}
+		missing = append(missing, grp.shard)
+	}
+	return missing
+}
+
+// inConfig reports whether grp's latest configuration on this node names
+// this node.
+func (g *Groups) inConfig(grp *group) bool {
+	f := grp.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == g.self.ID {
+			return true
+		}
+	}
+	return false
+}
+
+// Placement returns the ids of the nodes that should hold shard's voters
+// under the latest member list, best first; nil before the first
+// SetMembers. A node that holds no replica of a shard never hears from its
+// leader (Propose there returns a NotLeaderError without a leader): send
+// the command to one of these, which knows the leader.
+func (g *Groups) Placement(shard uint16) []string {
+	v, ok := g.mem.view(time.Now(), nil, g.cfg.Timing.DeadTimeout)
+	if !ok || int(shard) >= len(g.groups) {
+		return nil
+	}
+	return v.desired(shard, g.cfg.Replicas)
 }

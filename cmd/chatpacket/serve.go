@@ -175,7 +175,13 @@ func startNode(ctx context.Context, cfg serveConfig, log *slog.Logger, db *stora
 	if len(cfg.join) > 0 {
 		log.Info("joining the cluster", "seeds", cfg.join)
 	}
-	return cluster.StartShards(ctx, ccfg, db, machine,
+	var ref cluster.NodeRef
+	n, err := cluster.StartShards(ctx, ccfg, db, machine,
 		cluster.WithKinds(grains.Kinds()...),
-		cluster.WithExtensions(&grains.Deps{Machine: machine, Now: time.Now, Log: log, CallTimeout: 5 * time.Second}))
+		cluster.WithExtensions(&grains.Deps{Machine: machine, Now: time.Now, Log: log, CallTimeout: 5 * time.Second, Peers: ref.PeerAddrs}))
+	if err != nil {
+		return nil, err
+	}
+	ref.Set(n)
+	return n, nil
 }
