@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// plan decides the next membership change of one shard this node leads:
+// shardPlan decides the next membership change of one shard this node leads:
 // a pure function of what the leader knows, so that every rule below is
 // tested without raft. One change at a time: raft itself takes one
 // configuration change at a time, and each step's safety is judged on the

@@ -117,7 +117,7 @@ func waitLeaders(t testing.TB, n *node) {
 	}
 }
 
-// TestProposeBeforeLeadership: a node with no state leads nothing and
+// TestProposeWithoutLeadership: a node with no state leads nothing and
 // says so; a closed one says it is closed.
 func TestProposeWithoutLeadership(t *testing.T) {
 	n := newNode(t, "lonely")
@@ -129,10 +129,16 @@ func TestProposeWithoutLeadership(t *testing.T) {
 	if _, err := n.groups.Propose(context.Background(), testShards, []byte("x")); err == nil {
 		t.Errorf("Propose(shard %d) of %d shards = nil error", testShards, testShards)
 	}
+	// It holds no replica yet, so it waits for no leader; once placement
+	// gives it every shard (it is the only member), it waits for them all.
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if err := n.groups.WaitLeaders(ctx); err == nil {
-		t.Errorf("WaitLeaders on a node without state = nil; want the context's error")
+	if err := n.groups.WaitLeaders(ctx); err != nil {
+		t.Errorf("WaitLeaders on a node without state or members = %v; want nil", err)
+	}
+	n.groups.SetMembers([]Member{n.member()})
+	if err := n.groups.WaitLeaders(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitLeaders on a node placed on every shard, without state = %v; want the context's error", err)
 	}
 	g := n.groups
 	n.stop()
