@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -90,3 +91,7 @@ func BenchmarkPost(b *testing.B) {
 type soleReplica struct{ *replica.Groups }
 
 func (soleReplica) ReadIndex(context.Context, uint16) (uint64, error) { return 0, nil }
+
+func (soleReplica) Read(context.Context, uint16, []byte) ([]byte, error) {
+	return nil, errors.New("the sole replica of every shard never reads through another node")
+}

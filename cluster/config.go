@@ -45,7 +45,10 @@ type Config struct {
 	Join      []string
 	JoinRetry time.Duration
 
-	// RequestTimeout bounds one attempt of a grain call.
+	// RequestTimeout bounds one grain call (protoactor gives its retries no
+	// more time). A call to a node that just died waits this long before it
+	// fails and its caller looks the grain up again, so it bounds the
+	// failover a client sees; a grain call that commits takes milliseconds.
 	RequestTimeout time.Duration
 
 	// Gossip is memberlist's configuration: probe intervals, suspicion,
@@ -89,7 +92,7 @@ type Identity struct {
 func LocalConfig() Config {
 	return Config{
 		Name: "chatpacket", GossipAddr: "127.0.0.1:0", RemoteAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
-		JoinRetry: 200 * time.Millisecond, RequestTimeout: 5 * time.Second,
+		JoinRetry: 200 * time.Millisecond, RequestTimeout: 2 * time.Second,
 		Gossip: memberlist.DefaultLocalConfig(), Logger: slog.Default(),
 		Replicas: 3, Raft: replica.LocalTiming(),
 	}
@@ -101,6 +104,7 @@ func LANConfig() Config {
 	c := LocalConfig()
 	c.GossipAddr, c.RemoteAddr, c.RaftAddr = "0.0.0.0:7946", "0.0.0.0:8090", "0.0.0.0:8300"
 	c.JoinRetry = time.Second
+	c.RequestTimeout = 4 * time.Second
 	c.Gossip = memberlist.DefaultLANConfig()
 	c.Raft = replica.LANTiming()
 	return c

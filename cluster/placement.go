@@ -25,6 +25,11 @@ import (
 // commit, and every seq is assigned by the shard's state machine, not by
 // the grain.
 
+// activationTimeout bounds one activation request: the placement actor
+// answers at once, so a silent one belongs to a node that died (and the
+// shard's leader is about to change).
+const activationTimeout = 500 * time.Millisecond
+
 // placementName names each node's placement actor.
 const placementName = "chatpacket-placement"
 
@@ -37,6 +42,7 @@ type leaderLookup struct {
 	groups *replica.Groups
 	shards int
 	remote func(nodeID string) string // a node's actor remote address
+	leader func(shard uint16) string  // the shard's leader's node id, "" if none is known
 	log    *slog.Logger
 
 	cluster   *pacluster.Cluster
@@ -75,10 +81,10 @@ func (l *leaderLookup) Get(ci *pacluster.ClusterIdentity) *actor.PID {
 	shard := shardOf(ci.Identity, l.shards)
 	deadline := time.Now().Add(lookupWait)
 	for attempt := 1; ; attempt++ {
-		if leader, ok := l.groups.Leader(shard); ok {
+		if leader := l.leader(shard); leader != "" {
 			if addr := l.remote(leader); addr != "" {
 				res, err := l.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(addr, placementName),
-					&pacluster.ActivationRequest{ClusterIdentity: ci}, time.Until(deadline)).Result()
+					&pacluster.ActivationRequest{ClusterIdentity: ci}, activationTimeout).Result()
 				if r, ok := res.(*pacluster.ActivationResponse); err == nil && ok && r.Pid != nil {
 					return r.Pid
 				}

@@ -26,16 +26,16 @@ const forwarderName = "chatpacket-shards"
 type ShardLog struct {
 	node    *Node
 	groups  *replica.Groups
-	applied func(shard uint16) uint64 // how far this node's FSM of a shard has applied
+	machine *shard.Machine // applied indexes, and reads for other nodes
 	pid     *actor.PID
 }
 
 var _ shard.Log = (*ShardLog)(nil)
 
-// NewShardLog starts the node's forwarding actor over groups; applied
-// tells how far this node's state machine of a shard has applied.
-func NewShardLog(n *Node, groups *replica.Groups, applied func(shard uint16) uint64) (*ShardLog, error) {
-	l := &ShardLog{node: n, groups: groups, applied: applied}
+// NewShardLog starts the node's forwarding actor over groups, whose state
+// machines are m's.
+func NewShardLog(n *Node, groups *replica.Groups, m *shard.Machine) (*ShardLog, error) {
+	l := &ShardLog{node: n, groups: groups, machine: m}
 	pid, err := n.System.Root.SpawnNamed(actor.PropsFromFunc(l.receive), forwarderName)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start the shard forwarder: %w", err)
@@ -56,7 +56,8 @@ const forwardTimeout = 10 * time.Second
 // goroutine and answers the sender directly: proposals wait for disk and
 // network, and the actor must not serialize them.
 func (l *ShardLog) receive(c actor.Context) {
-	if req, ok := c.Message().(*clusterpb.ReadIndexRequest); ok {
+	switch req := c.Message().(type) {
+	case *clusterpb.ReadIndexRequest:
 		// Answered at once: how far this leader has applied is every write
 		// it acknowledged.
 		shardID := uint16(req.Shard)
@@ -65,7 +66,14 @@ func (l *ShardLog) receive(c actor.Context) {
 			c.Respond(&clusterpb.ReadIndexReply{NotLeader: true, LeaderId: leader})
 			return
 		}
-		c.Respond(&clusterpb.ReadIndexReply{Applied: l.applied(shardID)})
+		c.Respond(&clusterpb.ReadIndexReply{Applied: l.machine.FSM(shardID).Applied()})
+		return
+	case *clusterpb.LeaderRequest:
+		leader, _ := l.groups.Leader(uint16(req.Shard))
+		c.Respond(&clusterpb.LeaderReply{LeaderId: leader})
+		return
+	case *clusterpb.ReadRequest:
+		l.serveRead(c, req)
 		return
 	}
 	req, ok := c.Message().(*clusterpb.ForwardRequest)
@@ -106,10 +114,19 @@ func (l *ShardLog) Propose(ctx context.Context, shardID uint16, data []byte) (an
 	for attempt := 1; ; attempt++ {
 		out, err := l.groups.Propose(ctx, shardID, data)
 		var nl *replica.NotLeaderError
+		if errors.Is(err, replica.ErrUnknownOutcome) {
+			// Leadership moved or the node is stopping: the entry may
+			// still commit. Our commands are safe to repeat.
+			return nil, fmt.Errorf("%w: %v", shard.ErrUnavailable, err)
+		}
 		if !errors.As(err, &nl) {
 			return out, err
 		}
-		if remote := l.remoteOf(nl.LeaderID); remote != "" {
+		leader := nl.LeaderID
+		if leader == "" {
+			leader = l.askLeader(shardID)
+		}
+		if remote := l.remoteOf(leader); remote != "" {
 			reply, err := l.forward(ctx, remote, shardID, data)
 			if !errors.Is(err, errMoved) {
 				return reply, err
@@ -128,14 +145,17 @@ func (l *ShardLog) Propose(ctx context.Context, shardID uint16, data []byte) (an
 var errMoved = errors.New("the shard's leadership moved")
 
 // ReadIndex asks the shard's leader how far it has applied (0 when this
-// node leads: its own state machine is as far as any).
+// node leads: its own state machine is as far as any). It answers
+// shard.ErrNoReplica when this node holds no replica of the shard.
 func (l *ShardLog) ReadIndex(ctx context.Context, shardID uint16) (uint64, error) {
 	for attempt := 1; ; attempt++ {
 		if l.groups.IsLeader(shardID) {
 			return 0, nil
 		}
-		leader, _ := l.groups.Leader(shardID)
-		if remote := l.remoteOf(leader); remote != "" {
+		if !l.groups.HasReplica(shardID) {
+			return 0, shard.ErrNoReplica
+		}
+		if remote := l.remoteOf(l.leader(shardID)); remote != "" {
 			res, err := l.node.System.Root.RequestFuture(actor.NewPID(remote, forwarderName),
 				&clusterpb.ReadIndexRequest{Shard: uint32(shardID)}, readIndexTimeout).Result()
 			if r, ok := res.(*clusterpb.ReadIndexReply); err == nil && ok && !r.NotLeader {
@@ -151,11 +171,88 @@ func (l *ShardLog) ReadIndex(ctx context.Context, shardID uint16) (uint64, error
 	}
 }
 
-// readIndexTimeout bounds one ReadIndex question: the leader answers from
-// memory.
-const readIndexTimeout = 2 * time.Second
+// readIndexTimeout bounds one question to a leader that it answers from
+// memory (ReadIndex, who leads): longer means it is gone.
+const readIndexTimeout = 500 * time.Millisecond
 
 func (l *ShardLog) remoteOf(nodeID string) string { return remoteOf(l.node, nodeID) }
+
+// leader is the shard's leader as this node knows it, or as the nodes that
+// should hold the shard know it ("" while none does).
+func (l *ShardLog) leader(shardID uint16) string {
+	if id, ok := l.groups.Leader(shardID); ok {
+		return id
+	}
+	return l.askLeader(shardID)
+}
+
+// askLeader asks the nodes placement gives the shard who leads it: a node
+// without a replica of a shard never hears from its leader.
+func (l *ShardLog) askLeader(shardID uint16) string {
+	for _, id := range l.groups.Placement(shardID) {
+		remote := l.remoteOf(id)
+		if remote == "" || remote == l.node.System.Address() {
+			continue
+		}
+		res, err := l.node.System.Root.RequestFuture(actor.NewPID(remote, forwarderName),
+			&clusterpb.LeaderRequest{Shard: uint32(shardID)}, readIndexTimeout).Result()
+		if r, ok := res.(*clusterpb.LeaderReply); err == nil && ok && r.LeaderId != "" {
+			return r.LeaderId
+		}
+	}
+	return ""
+}
+
+// Read sends a read of a shard this node holds no replica of to the
+// shard's leader.
+func (l *ShardLog) Read(ctx context.Context, shardID uint16, read []byte) ([]byte, error) {
+	for attempt := 1; ; attempt++ {
+		if remote := l.remoteOf(l.leader(shardID)); remote != "" {
+			timeout := attemptTimeout
+			if d, ok := ctx.Deadline(); ok {
+				timeout = min(time.Until(d), timeout)
+			}
+			res, err := l.node.System.Root.RequestFuture(actor.NewPID(remote, forwarderName),
+				&clusterpb.ReadRequest{Shard: uint32(shardID), Read: read}, max(timeout, time.Millisecond)).Result()
+			if r, ok := res.(*clusterpb.ReadReply); err == nil && ok && !r.NotLeader {
+				if r.Error != "" {
+					return nil, fmt.Errorf("%w: read of shard %d: %s", shard.ErrUnavailable, shardID, r.Error)
+				}
+				return r.Result, nil
+			}
+		}
+		wait := min(time.Duration(attempt)*20*time.Millisecond, 200*time.Millisecond)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: shard %d has no reachable leader to read from: %v", shard.ErrUnavailable, shardID, ctx.Err())
+		}
+	}
+}
+
+// serveRead answers a read of a shard this node leads, on its own
+// goroutine (it reads the store).
+func (l *ShardLog) serveRead(c actor.Context, req *clusterpb.ReadRequest) {
+	sender, root := c.Sender(), l.node.System.Root
+	if sender == nil {
+		return
+	}
+	if !l.groups.IsLeader(uint16(req.Shard)) {
+		c.Respond(&clusterpb.ReadReply{NotLeader: true})
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
+		defer cancel()
+		var reply clusterpb.ReadReply
+		res, err := l.machine.ServeRead(ctx, uint16(req.Shard), req.Read)
+		if err != nil {
+			reply.Error = err.Error()
+		}
+		reply.Result = res
+		root.Send(sender, &reply)
+	}()
+}
 
 // remoteOf is the actor remote address of the node with id, as n's gossip
 // knows it ("" if unknown).
@@ -171,9 +268,15 @@ func remoteOf(n *Node, nodeID string) string {
 	return ""
 }
 
+// attemptTimeout bounds one forwarded proposal's wait: a commit takes
+// milliseconds, so a leader silent for this long has most likely died,
+// and a new one is looked for (the proposal may have committed: our
+// commands are safe to repeat).
+const attemptTimeout = 2 * time.Second
+
 // forward asks the forwarder of the node at remote to propose data.
 func (l *ShardLog) forward(ctx context.Context, remote string, shardID uint16, data []byte) (*actorspb.Reply, error) {
-	timeout := forwardTimeout
+	timeout := attemptTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(time.Until(d), timeout)
 	}

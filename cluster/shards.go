@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
+	"time"
+
+	pacluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/cluster/raftmux"
@@ -23,6 +27,7 @@ type Shards struct {
 	mux    *raftmux.Mux
 	stop   chan struct{}
 	done   chan struct{}
+	loops  sync.WaitGroup
 }
 
 // tableNodeID holds the node's id in the system shard. Tables of the
@@ -89,7 +94,15 @@ func StartShards(ctx context.Context, cfg Config, db *storage.DB, m *shard.Machi
 	cfg.Identity = Identity{NodeID: id, RaftAddr: mux.Addr().String(), Shards: db.Shards()}
 	lookup.groups = groups
 	var started atomic.Pointer[Node] // the lookup may run before Start returns
+	var shardLog atomic.Pointer[ShardLog]
 	lookup.remote = func(nodeID string) string { return remoteOf(started.Load(), nodeID) }
+	lookup.leader = func(s uint16) string {
+		if l := shardLog.Load(); l != nil {
+			return l.leader(s) // asks the shard's nodes when this one holds no replica
+		}
+		id, _ := groups.Leader(s)
+		return id
+	}
 	n, err := Start(ctx, cfg, append(opts, func(o *options) { o.lookup = lookup })...)
 	if err != nil {
 		groups.Close()
@@ -97,17 +110,28 @@ func StartShards(ctx context.Context, cfg Config, db *storage.DB, m *shard.Machi
 		return nil, err
 	}
 	started.Store(n)
-	log, err := NewShardLog(n, groups, func(s uint16) uint64 { return m.FSM(s).Applied() })
+	for _, p := range n.Peers() {
+		if p.Shards != 0 && p.Shards != db.Shards() {
+			n.Stop(true) // graceful: leave, and stop protoactor's endpoint writers
+			groups.Close()
+			mux.Close()
+			return nil, fmt.Errorf("cluster: this node's store has %d shards, but member %s of the cluster has %d: "+
+				"the shard count is fixed when a cluster is made; start this node with an empty data dir to join it", db.Shards(), p.NodeID, p.Shards)
+		}
+	}
+	log, err := NewShardLog(n, groups, m)
 	if err != nil {
 		n.Stop(false)
 		groups.Close()
 		mux.Close()
 		return nil, err
 	}
+	shardLog.Store(log)
 	m.SetLog(log)
 	s := &Shards{Groups: groups, Log: log, mux: mux, stop: make(chan struct{}), done: make(chan struct{})}
 	n.shards = s
 	go s.followMembers(n)
+	s.loops.Go(func() { s.followLeaders(n) })
 	if err := groups.WaitLeaders(ctx); err != nil {
 		n.Stop(false)
 		return nil, fmt.Errorf("cluster: waiting for every shard to have a leader: %w", err)
@@ -130,6 +154,47 @@ func (n *Node) Drain(ctx context.Context) error {
 	return n.shards.Groups.Drain(ctx)
 }
 
+// leaderPoll is how often a node looks for leaderships that moved.
+const leaderPoll = 100 * time.Millisecond
+
+// followLeaders drops protoactor's cached grain PIDs on a node whose shard
+// leadership moved away: its activations of that shard are stopped, and a
+// call to a PID on a node that died would wait out its whole timeout
+// before protoactor looked the grain up again. Dropping every PID of that
+// node is coarse (its other shards' grains are looked up again too) but
+// costs one lookup each.
+func (s *Shards) followLeaders(n *Node) {
+	t := time.NewTicker(leaderPoll)
+	defer t.Stop()
+	leaders := make([]string, s.Groups.Shards())
+	remotes := map[string]string{} // node id → remote address, kept after a node leaves
+	for {
+		select {
+		case <-t.C:
+		case <-s.stop:
+			return
+		}
+		for _, p := range n.Peers() {
+			if p.NodeID != "" {
+				remotes[p.NodeID] = p.RemoteAddr
+			}
+		}
+		stale := map[string]bool{}
+		for i := range leaders {
+			id, _ := s.Groups.Leader(uint16(i))
+			if old := leaders[i]; old != "" && old != id {
+				stale[remotes[old]] = true
+			}
+			leaders[i] = id
+		}
+		for addr := range stale {
+			if host, port, err := splitHostPort(addr); err == nil {
+				n.Cluster.PidCache.RemoveByMember(&pacluster.Member{Host: host, Port: int32(port)})
+			}
+		}
+	}
+}
+
 // followMembers hands the raft groups every change of the live members:
 // the shard leaders move voters toward the placement the members give.
 func (s *Shards) followMembers(n *Node) {
@@ -137,6 +202,10 @@ func (s *Shards) followMembers(n *Node) {
 	for {
 		var live []replica.Member
 		for _, p := range n.Peers() {
+			if p.Shards != 0 && p.Shards != s.Groups.Shards() {
+				n.p.log.Error("ignoring a member with another shard count", "member", p.NodeID, "shards", p.Shards)
+				continue
+			}
 			if p.NodeID != "" {
 				live = append(live, replica.Member{ID: p.NodeID, RaftAddr: p.RaftAddr, Draining: p.Draining})
 			}
@@ -155,6 +224,7 @@ func (s *Shards) followMembers(n *Node) {
 func (s *Shards) close() {
 	close(s.stop)
 	<-s.done
+	s.loops.Wait()
 	s.Log.Close()
 	s.Groups.Close()
 	s.mux.Close()

@@ -157,3 +157,34 @@ func (b *Batch) CommitNoSync(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ScanOpen calls fn for every record with lower <= key < upper, in key
+// order, with its plaintext (the marshaled message), or with ErrErased for
+// a record whose key was shredded. It serves reads made for another node,
+// which opens the message itself. The slices are valid only during the
+// call; a non-nil error from fn stops the scan and is returned.
+func (db *DB) ScanOpen(ctx context.Context, lower, upper []byte, fn func(key, plaintext []byte, err error) error) error {
+	leave, err := db.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	it, err := db.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("storage: scan: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		pt, err := db.keys.open(ctx, it.Key(), it.Value())
+		if err != nil && !errors.Is(err, ErrErased) {
+			return fmt.Errorf("storage: scan %x: %w", it.Key(), err)
+		}
+		if err := fn(it.Key(), pt, err); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}

@@ -27,6 +27,9 @@ import (
 // MaxBodyBytes bounds every API request body.
 const MaxBodyBytes = 64 << 10
 
+// RequestDeadline bounds every API call's wait for the cluster.
+const RequestDeadline = 8 * time.Second
+
 // SessionTTL is how long a login session lasts.
 const SessionTTL = 30 * 24 * time.Hour
 
@@ -121,7 +124,15 @@ var errUnauthenticated = errorf(http.StatusUnauthorized, "unauthenticated", "log
 func (a *API) handler(fn func(w http.ResponseWriter, r *http.Request) (int, any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		// Every call answers within RequestDeadline: a node cut off from
+		// its shards' majorities says so (503) rather than hang.
+		ctx, cancel := context.WithTimeout(r.Context(), RequestDeadline)
+		defer cancel()
+		r = r.WithContext(ctx)
 		status, body, err := fn(w, r)
+		if err != nil && ctx.Err() != nil && !errors.As(err, new(*apiError)) {
+			err = errUnreachable
+		}
 		if err != nil {
 			a.writeError(w, r, err)
 			return
@@ -176,9 +187,16 @@ func grainError(err error) error {
 		return errorf(http.StatusGone, "erased", "this data was erased")
 	case grains.ReasonUnavailable, pacluster.ErrorReason_DEADLINE_EXCEEDED:
 		return errorf(http.StatusServiceUnavailable, "unavailable", "try again")
+	case pacluster.ErrorReason_UNKNOWN:
+		// Not the grain's answer: the call did not reach it or timed out
+		// (its node died, its shard is electing a leader). A retry is safe:
+		// posts are idempotent by client_id.
+		return errUnreachable
 	}
 	return err
 }
+
+var errUnreachable = errorf(http.StatusServiceUnavailable, "unavailable", "the cluster could not answer in time; try again")
 
 // newToken returns a random bearer secret (256 bits) and its SHA-256, under
 // which it is stored.

@@ -2930,6 +2930,198 @@ func (x *SnapshotRecord) GetSealed() []byte {
 	return nil
 }
 
+// RecordRead asks a shard's leader for records of the shard, opened: one
+// key, or a range [lower, upper) of at most limit records. A node without a
+// replica of the shard reads through it (its own keys could not open the
+// leader's values anyway: each node seals with its own).
+type RecordRead struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Lower         []byte                 `protobuf:"bytes,2,opt,name=lower,proto3" json:"lower,omitempty"`
+	Upper         []byte                 `protobuf:"bytes,3,opt,name=upper,proto3" json:"upper,omitempty"`
+	Limit         int32                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordRead) Reset() {
+	*x = RecordRead{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordRead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordRead) ProtoMessage() {}
+
+func (x *RecordRead) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordRead.ProtoReflect.Descriptor instead.
+func (*RecordRead) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RecordRead) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RecordRead) GetLower() []byte {
+	if x != nil {
+		return x.Lower
+	}
+	return nil
+}
+
+func (x *RecordRead) GetUpper() []byte {
+	if x != nil {
+		return x.Upper
+	}
+	return nil
+}
+
+func (x *RecordRead) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type RecordReadResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*RawRecord           `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	Error         ErrorCode              `protobuf:"varint,2,opt,name=error,proto3,enum=chatpacket.actors.v1.ErrorCode" json:"error,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordReadResult) Reset() {
+	*x = RecordReadResult{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordReadResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordReadResult) ProtoMessage() {}
+
+func (x *RecordReadResult) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordReadResult.ProtoReflect.Descriptor instead.
+func (*RecordReadResult) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RecordReadResult) GetRecords() []*RawRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *RecordReadResult) GetError() ErrorCode {
+	if x != nil {
+		return x.Error
+	}
+	return ErrorCode_ERROR_CODE_NONE
+}
+
+func (x *RecordReadResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type RawRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Plaintext     []byte                 `protobuf:"bytes,2,opt,name=plaintext,proto3" json:"plaintext,omitempty"` // the record's marshaled message; empty when erased
+	Erased        bool                   `protobuf:"varint,3,opt,name=erased,proto3" json:"erased,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RawRecord) Reset() {
+	*x = RawRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RawRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RawRecord) ProtoMessage() {}
+
+func (x *RawRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RawRecord.ProtoReflect.Descriptor instead.
+func (*RawRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RawRecord) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RawRecord) GetPlaintext() []byte {
+	if x != nil {
+		return x.Plaintext
+	}
+	return nil
+}
+
+func (x *RawRecord) GetErased() bool {
+	if x != nil {
+		return x.Erased
+	}
+	return false
+}
+
 var File_actors_actorspb_records_proto protoreflect.FileDescriptor
 
 const file_actors_actorspb_records_proto_rawDesc = "" +
@@ -3133,7 +3325,21 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x06key_id\x18\x02 \x01(\fR\x05keyId\x12\"\n" +
 	"\rparent_key_id\x18\x03 \x01(\fR\vparentKeyId\x12\x1c\n" +
 	"\tplaintext\x18\x04 \x01(\fR\tplaintext\x12\x16\n" +
-	"\x06sealed\x18\x05 \x01(\fR\x06sealed*q\n" +
+	"\x06sealed\x18\x05 \x01(\fR\x06sealed\"`\n" +
+	"\n" +
+	"RecordRead\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05lower\x18\x02 \x01(\fR\x05lower\x12\x14\n" +
+	"\x05upper\x18\x03 \x01(\fR\x05upper\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\x9e\x01\n" +
+	"\x10RecordReadResult\x129\n" +
+	"\arecords\x18\x01 \x03(\v2\x1f.chatpacket.actors.v1.RawRecordR\arecords\x125\n" +
+	"\x05error\x18\x02 \x01(\x0e2\x1f.chatpacket.actors.v1.ErrorCodeR\x05error\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"S\n" +
+	"\tRawRecord\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1c\n" +
+	"\tplaintext\x18\x02 \x01(\fR\tplaintext\x12\x16\n" +
+	"\x06erased\x18\x03 \x01(\bR\x06erased*q\n" +
 	"\n" +
 	"AuthorKind\x12\x1b\n" +
 	"\x17AUTHOR_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -3183,7 +3389,7 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),                // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),        // 1: chatpacket.actors.v1.ConversationStatus
@@ -3226,12 +3432,15 @@ var file_actors_actorspb_records_proto_goTypes = []any{
 	(*Reply)(nil),                  // 38: chatpacket.actors.v1.Reply
 	(*AppliedRecord)(nil),          // 39: chatpacket.actors.v1.AppliedRecord
 	(*SnapshotRecord)(nil),         // 40: chatpacket.actors.v1.SnapshotRecord
-	nil,                            // 41: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	(*RecordRead)(nil),             // 41: chatpacket.actors.v1.RecordRead
+	(*RecordReadResult)(nil),       // 42: chatpacket.actors.v1.RecordReadResult
+	(*RawRecord)(nil),              // 43: chatpacket.actors.v1.RawRecord
+	nil,                            // 44: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	41, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	44, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 	6,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
 	11, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
 	12, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
@@ -3268,11 +3477,13 @@ var file_actors_actorspb_records_proto_depIdxs = []int32{
 	7,  // 36: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
 	37, // 37: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
 	5,  // 38: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	43, // 39: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
+	5,  // 40: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -3304,7 +3515,7 @@ func file_actors_actorspb_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   36,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -39,6 +39,11 @@ type conversation struct {
 	timed      bool
 }
 
+// summaryTimeout bounds a call to the tenant or visitor grain for listing
+// and summaries: they are retried (the next post or window), so a grain
+// whose node just died must not hold up this conversation for long.
+const summaryTimeout = time.Second
+
 // flushSummary is the grain's own timer message: send the pending summary.
 type flushSummary struct{}
 
@@ -62,6 +67,9 @@ func (g *conversation) Terminate(ctx pacluster.GrainContext) { g.flush(ctx) }
 func (g *conversation) ReceiveDefault(ctx pacluster.GrainContext) {
 	if _, ok := ctx.Message().(flushSummary); ok {
 		g.timed = false
+		if !g.listed && g.pending != nil {
+			g.listed = g.list(ctx, g.tenant, g.pending)
+		}
 		g.flush(ctx)
 	}
 }
@@ -93,20 +101,25 @@ func (g *conversation) Post(req *grainpb.PostRequest, ctx pacluster.GrainContext
 			Seq: res.Seq, Author: req.Author, Body: req.Body, ClientId: req.ClientId, CreatedUnixMs: now.UnixMilli(),
 		}}})
 	}
-	if !g.listed {
-		g.listed = g.list(ctx, req.TenantId, res.Conversation)
-	}
-	switch {
-	case !g.started:
-		// The first summary of an activation goes at once, before the
-		// answer: it lists the conversation in the inbox (idempotently).
+	if !g.started {
 		g.started = true
 		g.summarized = res.Conversation.GetLastSeq() - 1
 		if res.Duplicate {
 			g.summarized = res.Conversation.GetLastSeq()
 		}
+	}
+	switch {
+	case res.Created:
+		// A new conversation is listed under its visitor and in the inbox
+		// before the answer, so an agent never misses one that a crash
+		// would otherwise have left unlisted.
+		g.listed = g.list(ctx, req.TenantId, res.Conversation)
 		g.summarize(ctx, req.TenantId, res.Conversation, true)
-	case !res.Duplicate:
+	case !res.Duplicate || !g.listed:
+		// Otherwise within the window, off the answer's path: a new
+		// activation (after a move or a crash) lists itself again then,
+		// idempotently, without making its first post wait on other
+		// grains that may be moving too.
 		g.summarize(ctx, req.TenantId, res.Conversation, false)
 	}
 	return &grainpb.PostResponse{Seq: res.Seq, Duplicate: res.Duplicate, Created: res.Created}, nil
@@ -225,7 +238,7 @@ func (g *conversation) publish(ctx pacluster.GrainContext, tenant []byte, ev *gr
 func (g *conversation) list(ctx pacluster.GrainContext, tenant []byte, conv *actorspb.ConversationRecord) bool {
 	_, err := grainpb.GetVisitorGrainClient(ctx.Cluster(), storage.BytesID(conv.VisitorId).String()).AddConversation(&grainpb.AddConversationRequest{
 		TenantId: tenant, Conversation: &actorspb.VisitorConversation{ConversationId: g.id[:], CreatedUnixMs: conv.CreatedUnixMs},
-	}, pacluster.WithTimeout(g.deps.CallTimeout))
+	}, pacluster.WithTimeout(summaryTimeout))
 	if err != nil {
 		g.deps.Log.Warn("listing a conversation under its visitor", "err", err)
 	}
@@ -257,7 +270,7 @@ func (g *conversation) flush(ctx pacluster.GrainContext) {
 	conv := g.pending
 	_, err := grainpb.GetTenantGrainClient(ctx.Cluster(), storage.BytesID(g.tenant).String()).Summarize(&grainpb.ConversationSummary{
 		TenantId: g.tenant, Conversation: conv, SinceSeq: g.summarized,
-	}, pacluster.WithTimeout(g.deps.CallTimeout))
+	}, pacluster.WithTimeout(summaryTimeout))
 	if err != nil {
 		g.deps.Log.Warn("summarizing a conversation to its tenant", "err", err)
 		return

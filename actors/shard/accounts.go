@@ -306,14 +306,7 @@ func (m *Machine) Visitor(ctx context.Context, tenant, visitor storage.ID) (*act
 }
 
 func (m *Machine) read(ctx context.Context, key []byte, into proto.Message) error {
-	if err := m.caughtUp(ctx, key); err != nil {
-		return err
-	}
-	err := m.db.Get(ctx, key, into)
-	if errors.Is(err, storage.ErrNotFound) {
-		return ErrNotFound
-	}
-	return err
+	return m.get(ctx, key, into)
 }
 
 func inboxKey(db *storage.DB, tenant, conv storage.ID) []byte {
@@ -350,22 +343,16 @@ func (m *Machine) Inbox(ctx context.Context, tenant storage.ID, after storage.ID
 	if after != (storage.ID{}) {
 		lower = append(inboxKey(m.db, tenant, after), 0)
 	}
-	if err := m.caughtUp(ctx, prefix); err != nil {
-		return nil, err
-	}
 	var out []*actorspb.InboxEntry
-	err := m.db.Scan(ctx, lower, storage.PrefixEnd(prefix), func(_ []byte, open func(proto.Message) error) error {
+	err := m.scan(ctx, lower, storage.PrefixEnd(prefix), limit, func(_ []byte, open func(proto.Message) error) error {
 		var e actorspb.InboxEntry
 		if err := open(&e); err != nil {
 			return err
 		}
 		out = append(out, &e)
-		if len(out) >= limit {
-			return errStop
-		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errStop) {
+	if err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -65,6 +65,9 @@ var (
 	// ErrUnavailable answers a command whose shard has no reachable leader
 	// (an election is running, or this node is cut off): try again.
 	ErrUnavailable = errors.New("shard: unavailable")
+	// ErrNoReplica is what a Log's ReadIndex answers on a node that holds
+	// no replica of the shard: reads go to the shard's leader (Log.Read).
+	ErrNoReplica = errors.New("shard: no replica of the shard on this node")
 	// ErrExists answers a command that would create what exists already
 	// (an email claimed by another account, a tenant id taken).
 	ErrExists = errors.New("shard: exists")
@@ -81,9 +84,13 @@ const cachedConversations = 1024
 // before a read of it sees every write acknowledged so far (0 when this
 // node leads the shard: its state machine applied each of them before it
 // was acknowledged).
+// A node that holds no replica of a shard (more nodes than replicas) reads
+// it through its leader: Read carries a marshaled actorspb.RecordRead to
+// the leader's Machine.ServeRead and brings back its answer.
 type Log interface {
 	Propose(ctx context.Context, shard uint16, data []byte) (any, error)
 	ReadIndex(ctx context.Context, shard uint16) (uint64, error)
+	Read(ctx context.Context, shard uint16, read []byte) ([]byte, error)
 }
 
 // Machine applies commands to the shards of one store through their logs,

@@ -363,3 +363,7 @@ func TestEveryCommandIsRoutedAndApplied(t *testing.T) {
 type soleReplica struct{ *replica.Groups }
 
 func (soleReplica) ReadIndex(context.Context, uint16) (uint64, error) { return 0, nil }
+
+func (soleReplica) Read(context.Context, uint16, []byte) ([]byte, error) {
+	return nil, errors.New("the sole replica of every shard never reads through another node")
+}

@@ -19,15 +19,8 @@ import (
 // Conversation returns a conversation of tenant. Another tenant's
 // conversation is ErrNotFound, like a missing one.
 func (m *Machine) Conversation(ctx context.Context, tenant, id storage.ID) (*actorspb.ConversationRecord, error) {
-	if err := m.caughtUp(ctx, conversationKey(m.db, id)); err != nil {
-		return nil, err
-	}
 	var rec actorspb.ConversationRecord
-	err := readConversation(ctx, m.db, id, &rec)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
+	if err := m.get(ctx, conversationKey(m.db, id), &rec); err != nil {
 		return nil, err
 	}
 	if string(rec.TenantId) != string(tenant[:]) {
@@ -58,7 +51,7 @@ func (m *Machine) Messages(ctx context.Context, tenant, conv storage.ID, after u
 	lower := messageKey(m.db, conv, after+1)
 	upper := storage.PrefixEnd(storage.Key(shardOf(m.db, conv), TableMessage, conv[:]))
 	var out []Message
-	err := m.db.Scan(ctx, lower, upper, func(key []byte, open func(proto.Message) error) error {
+	err := m.scan(ctx, lower, upper, limit, func(key []byte, open func(proto.Message) error) error {
 		seq := binary.BigEndian.Uint64(key[len(key)-8:])
 		rec := &actorspb.MessageRecord{}
 		switch err := open(rec); {
@@ -69,12 +62,9 @@ func (m *Machine) Messages(ctx context.Context, tenant, conv storage.ID, after u
 		default:
 			out = append(out, Message{Seq: seq, Record: rec})
 		}
-		if len(out) == limit {
-			return errStop
-		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errStop) {
+	if err != nil {
 		return nil, err
 	}
 	return out, nil

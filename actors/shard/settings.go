@@ -73,11 +73,8 @@ func (s *state) updateTenant(ctx context.Context, ch *change, u *actorspb.Update
 // Agents returns the team of tenant, in id order, at most limit.
 func (m *Machine) Agents(ctx context.Context, tenant storage.ID, limit int) ([]*actorspb.AgentRecord, error) {
 	prefix := storage.Key(shardOf(m.db, tenant), TableAgent, tenant[:])
-	if err := m.caughtUp(ctx, prefix); err != nil {
-		return nil, err
-	}
 	var out []*actorspb.AgentRecord
-	err := m.db.ScanPrefix(ctx, prefix, func(_ []byte, open func(proto.Message) error) error {
+	err := m.scan(ctx, prefix, storage.PrefixEnd(prefix), limit, func(_ []byte, open func(proto.Message) error) error {
 		var a actorspb.AgentRecord
 		switch err := open(&a); {
 		case err == nil:
@@ -85,12 +82,9 @@ func (m *Machine) Agents(ctx context.Context, tenant storage.ID, limit int) ([]*
 		case !errors.Is(err, storage.ErrErased): // an erased agent is no longer on the team
 			return err
 		}
-		if len(out) >= limit {
-			return errStop
-		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errStop) {
+	if err != nil {
 		return nil, err
 	}
 	return out, nil

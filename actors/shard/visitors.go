@@ -135,7 +135,7 @@ func (m *Machine) PageViews(ctx context.Context, tenant, visitor storage.ID, lim
 	if _, err := m.Visitor(ctx, tenant, visitor); err != nil {
 		return nil, err
 	}
-	all, err := collect[actorspb.PageViewRecord](ctx, m.db, storage.Key(shardOf(m.db, visitor), TablePageView, visitor[:]))
+	all, err := collect[actorspb.PageViewRecord](ctx, m, storage.Key(shardOf(m.db, visitor), TablePageView, visitor[:]))
 	if err != nil && !errors.Is(err, storage.ErrErased) {
 		return nil, err
 	}
@@ -186,7 +186,7 @@ func (m *Machine) VisitorConversations(ctx context.Context, tenant, visitor stor
 	if _, err := m.Visitor(ctx, tenant, visitor); err != nil {
 		return nil, err
 	}
-	all, err := collect[actorspb.VisitorConversation](ctx, m.db, storage.Key(shardOf(m.db, visitor), TableVisitorConversation, visitor[:]))
+	all, err := collect[actorspb.VisitorConversation](ctx, m, storage.Key(shardOf(m.db, visitor), TableVisitorConversation, visitor[:]))
 	if err != nil {
 		return nil, err
 	}
@@ -197,13 +197,16 @@ func (m *Machine) VisitorConversations(ctx context.Context, tenant, visitor stor
 	return all[:min(limit, len(all))], nil
 }
 
-// collect opens every record under prefix, in key order.
+// maxCollect bounds how many records collect reads.
+const maxCollect = 10_000
+
+// collect opens the records under prefix, in key order, at most maxCollect.
 func collect[T any, P interface {
 	*T
 	proto.Message
-}](ctx context.Context, db *storage.DB, prefix []byte) ([]P, error) {
+}](ctx context.Context, m *Machine, prefix []byte) ([]P, error) {
 	var all []P
-	err := db.ScanPrefix(ctx, prefix, func(_ []byte, open func(proto.Message) error) error {
+	err := m.scan(ctx, prefix, storage.PrefixEnd(prefix), maxCollect, func(_ []byte, open func(proto.Message) error) error {
 		rec := P(new(T))
 		if err := open(rec); err != nil {
 			return err

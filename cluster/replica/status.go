@@ -150,3 +150,27 @@ func (g *Groups) Placement(shard uint16) []string {
 	}
 	return v.desired(shard, g.cfg.Replicas)
 }
+
+// HasReplica reports whether this node is a voter of shard in the latest
+// configuration it knows: whether its state machine of the shard follows
+// the log closely enough to answer reads after catching up. A non-voter
+// may still be far behind.
+func (g *Groups) HasReplica(shard uint16) bool {
+	grp, err := g.group(shard)
+	if err != nil {
+		return false
+	}
+	f := grp.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if string(srv.ID) == g.cfg.NodeID {
+			return srv.Suffrage == raft.Voter
+		}
+	}
+	return false
+}
+
+// Shards is the number of shards, hence of raft groups.
+func (g *Groups) Shards() int { return len(g.groups) }

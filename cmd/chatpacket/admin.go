@@ -31,5 +31,6 @@ CHATPACKET_MASTER_KEY. A store opens only with the key it was created with.`,
 		},
 	})
 	admin.AddCommand(key)
+	addClusterCommands(admin)
 	return admin
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/chatpacket/chatpacket/actors/grains"
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/cluster"
+	"github.com/chatpacket/chatpacket/cluster/admin"
 	"github.com/chatpacket/chatpacket/storage"
 	"github.com/chatpacket/chatpacket/transport"
 	"github.com/spf13/cobra"
@@ -125,6 +126,10 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	var gw *gateway.Gateway
 	var api *transport.API
 	node, err := startNode(ctx, cfg, log, db, machine)
+	var adm *admin.Server // the operator's socket: admin cluster status, admin node drain
+	if err == nil {
+		adm, err = admin.Start(admin.Config{DataDir: cfg.dataDir, Node: node, Logger: log})
+	}
 	if err == nil {
 		gw = gateway.New(node.Cluster, log)
 		api = &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: gw, Log: log, Now: time.Now}
@@ -147,6 +152,9 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	}
 	if gw != nil {
 		gw.Close()
+	}
+	if adm != nil {
+		err = errors.Join(err, adm.Close())
 	}
 	if node != nil {
 		node.Stop(true)
