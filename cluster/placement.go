@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -47,6 +48,8 @@ type leaderLookup struct {
 
 	cluster   *pacluster.Cluster
 	placement *actor.PID
+	stopping  chan struct{} // closed by Shutdown: lookups give up
+	stopOnce  sync.Once     // protoactor may call Shutdown more than once
 }
 
 var _ pacluster.IdentityLookup = (*leaderLookup)(nil)
@@ -63,15 +66,19 @@ func shardOf(identity string, shards int) uint16 {
 
 func (l *leaderLookup) Setup(c *pacluster.Cluster, _ []string, _ bool) {
 	l.cluster = c
+	l.stopping = make(chan struct{})
 	l.placement, _ = c.ActorSystem.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
 		return &placementActor{lookup: l, byShard: map[uint16]map[string]activation{}}
 	}), placementName)
 }
 
 func (l *leaderLookup) Shutdown() {
-	if err := l.cluster.ActorSystem.Root.PoisonFuture(l.placement).Wait(); err != nil {
-		l.log.Warn("stopping the placement actor", "err", err)
-	}
+	l.stopOnce.Do(func() {
+		close(l.stopping)
+		if err := l.cluster.ActorSystem.Root.PoisonFuture(l.placement).Wait(); err != nil {
+			l.log.Warn("stopping the placement actor", "err", err)
+		}
+	})
 }
 
 // Get returns the activation of identity on its shard's leader, activating
@@ -93,7 +100,11 @@ func (l *leaderLookup) Get(ci *pacluster.ClusterIdentity) *actor.PID {
 		if time.Now().After(deadline) {
 			return nil
 		}
-		time.Sleep(min(time.Duration(attempt)*20*time.Millisecond, 200*time.Millisecond))
+		select {
+		case <-time.After(min(time.Duration(attempt)*20*time.Millisecond, 200*time.Millisecond)):
+		case <-l.stopping:
+			return nil
+		}
 	}
 }
 

@@ -367,14 +367,16 @@ var (
 	errMasterKeyData = errors.New("storage: data cannot be sealed under the master key; use a tenant, subject, month or index key")
 )
 
-func (b *Batch) commit(ctx context.Context) error {
+func (b *Batch) commit(ctx context.Context) error { return b.commitWith(ctx, pebble.Sync) }
+
+func (b *Batch) commitWith(ctx context.Context, opts *pebble.WriteOptions) error {
 	if b.pb == nil {
 		return errBatchClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := b.pb.Commit(pebble.Sync); err != nil {
+	if err := b.pb.Commit(opts); err != nil {
 		return fmt.Errorf("storage: commit: %w", err)
 	}
 	return nil

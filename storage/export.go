@@ -146,16 +146,7 @@ func (b *Batch) CommitNoSync(ctx context.Context) error {
 		return err
 	}
 	defer leave()
-	if b.pb == nil {
-		return errBatchClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := b.pb.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("storage: commit: %w", err)
-	}
-	return nil
+	return b.commitWith(ctx, pebble.NoSync)
 }
 
 // ScanOpen calls fn for every record with lower <= key < upper, in key

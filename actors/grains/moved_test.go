@@ -75,15 +75,7 @@ func TestWatchFollowsAMovedGrain(t *testing.T) {
 	s.next(t, 1)
 
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st := b.Shards().Groups.Status()
-		ok := true
-		for _, sh := range st {
-			ok = ok && len(sh.Voters) == 2 && sh.LeaderID != ""
-		}
-		if ok {
-			break
-		}
+	for !votersEverywhere(b.Node, 2) {
 		if time.Now().After(deadline) {
 			t.Fatal("b did not become a voter of every shard")
 		}
