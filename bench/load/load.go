@@ -40,15 +40,28 @@ type Result struct {
 	Sent, Acked, Delivered, Errors int
 	Elapsed                        time.Duration
 	P50, P99, P999                 time.Duration // visitor send → agent receive
+	// Duplicates are message frames an agent socket received again (the
+	// same conversation and seq); Reordered, frames that came after a
+	// higher seq of their conversation on the same socket. Both count in
+	// Delivered. Live, each socket sees every message once, in order; but
+	// the resume frames sent at setup ask for every message after seq 1,
+	// and when the node handles one after the load began (seen on a
+	// cluster), it replays the first few messages a summary-started watch
+	// had delivered already: duplicates the client asked for.
+	Duplicates, Reordered int
 }
 
 // AckedPerSecond is the throughput of acknowledged messages.
 func (r Result) AckedPerSecond() float64 { return float64(r.Acked) / r.Elapsed.Seconds() }
 
 func (r Result) String() string {
-	return fmt.Sprintf("sent %d, acked %d (%.0f/s), delivered to agents %d (to each agent socket), errors %d in %v; delivery latency p50 %v p99 %v p999 %v",
+	s := fmt.Sprintf("sent %d, acked %d (%.0f/s), delivered to agents %d (to each agent socket), errors %d in %v; delivery latency p50 %v p99 %v p999 %v",
 		r.Sent, r.Acked, r.AckedPerSecond(), r.Delivered, r.Errors, r.Elapsed.Round(time.Millisecond),
 		r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.P999.Round(10*time.Microsecond))
+	if r.Duplicates > 0 || r.Reordered > 0 {
+		s += fmt.Sprintf("; agent sockets got %d duplicate and %d out-of-order message frames", r.Duplicates, r.Reordered)
+	}
+	return s
 }
 
 // Validate reports the first invalid field.
@@ -91,6 +104,7 @@ type run struct {
 	agents   []*websocket.Conn
 
 	sent, acked, delivered, errs atomic.Int64
+	duplicates, reordered        atomic.Int64
 	mu                           sync.Mutex
 	latencies                    []time.Duration
 	readers                      sync.WaitGroup
@@ -281,7 +295,8 @@ func (r *run) load(ctx context.Context) (Result, error) {
 	slices.Sort(lat)
 	res := Result{
 		Sent: int(r.sent.Load()), Acked: int(r.acked.Load()), Delivered: int(r.delivered.Load()), Errors: int(r.errs.Load()),
-		Elapsed: sendTime,
+		Elapsed:    sendTime,
+		Duplicates: int(r.duplicates.Load()), Reordered: int(r.reordered.Load()),
 	}
 	if len(lat) > 0 {
 		res.P50, res.P99, res.P999 = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)*999/1000]
@@ -330,6 +345,12 @@ func (r *run) readVisitor(ctx context.Context, v *visitorConn) {
 }
 
 func (r *run) readAgent(ctx context.Context, ws *websocket.Conn) {
+	// What this socket saw of each conversation: every seq, and the highest.
+	type seen struct {
+		seqs map[float64]bool
+		max  float64
+	}
+	convs := map[string]*seen{}
 	for {
 		f, err := readFrame(ctx, ws)
 		if err != nil {
@@ -338,6 +359,20 @@ func (r *run) readAgent(ctx context.Context, ws *websocket.Conn) {
 		if f["type"] != "message" {
 			continue
 		}
+		conv, _ := f["conversation_id"].(string)
+		seq, _ := f["seq"].(float64)
+		c := convs[conv]
+		if c == nil {
+			c = &seen{seqs: map[float64]bool{}}
+			convs[conv] = c
+		}
+		switch {
+		case c.seqs[seq]:
+			r.duplicates.Add(1)
+		case seq < c.max:
+			r.reordered.Add(1)
+		}
+		c.seqs[seq], c.max = true, max(c.max, seq)
 		body, _ := f["body"].(string)
 		ns, err := strconv.ParseInt(strings.TrimPrefix(body, "t="), 10, 64)
 		if err != nil {
