@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -71,6 +72,13 @@ func (l *ShardLog) receive(c actor.Context) {
 	case *clusterpb.LeaderRequest:
 		leader, _ := l.groups.Leader(uint16(req.Shard))
 		c.Respond(&clusterpb.LeaderReply{LeaderId: leader})
+		return
+	case *clusterpb.VotersRequest:
+		if !l.groups.IsLeader(uint16(req.Shard)) {
+			c.Respond(&clusterpb.VotersReply{NotLeader: true})
+			return
+		}
+		c.Respond(&clusterpb.VotersReply{Voters: l.groups.Voters(uint16(req.Shard))})
 		return
 	case *clusterpb.ReadRequest:
 		l.serveRead(c, req)
@@ -176,6 +184,23 @@ func (l *ShardLog) ReadIndex(ctx context.Context, shardID uint16) (uint64, error
 const readIndexTimeout = 500 * time.Millisecond
 
 func (l *ShardLog) remoteOf(nodeID string) string { return remoteOf(l.node, nodeID) }
+
+// removed reports whether the shard's leader, asked, no longer counts
+// node among the shard's voters (false when that cannot be learned).
+func (l *ShardLog) removed(shardID uint16, node string) bool {
+	leader := l.askLeader(shardID)
+	if leader == "" || leader == node {
+		return false
+	}
+	remote := l.remoteOf(leader)
+	if remote == "" {
+		return false
+	}
+	res, err := l.node.System.Root.RequestFuture(actor.NewPID(remote, forwarderName),
+		&clusterpb.VotersRequest{Shard: uint32(shardID)}, readIndexTimeout).Result()
+	r, ok := res.(*clusterpb.VotersReply)
+	return err == nil && ok && !r.NotLeader && len(r.Voters) > 0 && !slices.Contains(r.Voters, node)
+}
 
 // leader is the shard's leader as this node knows it, or as the nodes that
 // should hold the shard know it ("" while none does).

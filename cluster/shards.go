@@ -151,7 +151,8 @@ func (n *Node) Drain(ctx context.Context) error {
 	if err := n.p.setDraining(true); err != nil {
 		return fmt.Errorf("cluster: announce the drain: %w", err)
 	}
-	return n.shards.Groups.Drain(ctx)
+	self := n.p.cfg.Identity.NodeID
+	return n.shards.Groups.DrainConfirmed(ctx, func(s uint16) bool { return n.shards.Log.removed(s, self) })
 }
 
 // leaderPoll is how often a node looks for leaderships that moved.

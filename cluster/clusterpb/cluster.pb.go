@@ -529,6 +529,104 @@ func (x *ReadReply) GetError() string {
 	return ""
 }
 
+// VotersRequest asks a shard's leader for the shard's voters: a draining
+// node that missed the entry removing it learns it this way.
+type VotersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VotersRequest) Reset() {
+	*x = VotersRequest{}
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VotersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VotersRequest) ProtoMessage() {}
+
+func (x *VotersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VotersRequest.ProtoReflect.Descriptor instead.
+func (*VotersRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_clusterpb_cluster_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *VotersRequest) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+type VotersReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Voters        []string               `protobuf:"bytes,1,rep,name=voters,proto3" json:"voters,omitempty"`
+	NotLeader     bool                   `protobuf:"varint,2,opt,name=not_leader,json=notLeader,proto3" json:"not_leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VotersReply) Reset() {
+	*x = VotersReply{}
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VotersReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VotersReply) ProtoMessage() {}
+
+func (x *VotersReply) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VotersReply.ProtoReflect.Descriptor instead.
+func (*VotersReply) Descriptor() ([]byte, []int) {
+	return file_cluster_clusterpb_cluster_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *VotersReply) GetVoters() []string {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *VotersReply) GetNotLeader() bool {
+	if x != nil {
+		return x.NotLeader
+	}
+	return false
+}
+
 var File_cluster_clusterpb_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_clusterpb_cluster_proto_rawDesc = "" +
@@ -566,7 +664,13 @@ const file_cluster_clusterpb_cluster_proto_rawDesc = "" +
 	"\x06result\x18\x01 \x01(\fR\x06result\x12\x1d\n" +
 	"\n" +
 	"not_leader\x18\x02 \x01(\bR\tnotLeader\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05errorB4Z2github.com/chatpacket/chatpacket/cluster/clusterpbb\x06proto3"
+	"\x05error\x18\x03 \x01(\tR\x05error\"%\n" +
+	"\rVotersRequest\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\"D\n" +
+	"\vVotersReply\x12\x16\n" +
+	"\x06voters\x18\x01 \x03(\tR\x06voters\x12\x1d\n" +
+	"\n" +
+	"not_leader\x18\x02 \x01(\bR\tnotLeaderB4Z2github.com/chatpacket/chatpacket/cluster/clusterpbb\x06proto3"
 
 var (
 	file_cluster_clusterpb_cluster_proto_rawDescOnce sync.Once
@@ -580,7 +684,7 @@ func file_cluster_clusterpb_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_clusterpb_cluster_proto_rawDescData
 }
 
-var file_cluster_clusterpb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_cluster_clusterpb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_cluster_clusterpb_cluster_proto_goTypes = []any{
 	(*NodeInfo)(nil),         // 0: chatpacket.cluster.v1.NodeInfo
 	(*ForwardRequest)(nil),   // 1: chatpacket.cluster.v1.ForwardRequest
@@ -591,6 +695,8 @@ var file_cluster_clusterpb_cluster_proto_goTypes = []any{
 	(*LeaderReply)(nil),      // 6: chatpacket.cluster.v1.LeaderReply
 	(*ReadRequest)(nil),      // 7: chatpacket.cluster.v1.ReadRequest
 	(*ReadReply)(nil),        // 8: chatpacket.cluster.v1.ReadReply
+	(*VotersRequest)(nil),    // 9: chatpacket.cluster.v1.VotersRequest
+	(*VotersReply)(nil),      // 10: chatpacket.cluster.v1.VotersReply
 }
 var file_cluster_clusterpb_cluster_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -611,7 +717,7 @@ func file_cluster_clusterpb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_clusterpb_cluster_proto_rawDesc), len(file_cluster_clusterpb_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

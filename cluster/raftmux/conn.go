@@ -12,6 +12,9 @@ import (
 type conn struct {
 	net.Conn
 	layer *Layer
+	// dialed is the raft address this layer dialed, so Mux.Partition can
+	// find the connection; empty for an accepted one.
+	dialed string
 
 	// byLayer is set before the layer closes the socket, so a read that
 	// fails because of it reports io.EOF: raft's connection handler ends

@@ -25,7 +25,8 @@
 //
 // Lock order: Mux.mu and Layer.mu are never held together, and neither is
 // held while closing a socket, waiting on a channel or calling raft. Should
-// that ever be needed, take Mux.mu before Layer.mu.
+// that ever be needed, take Mux.mu before Layer.mu. The partition set's
+// mutex is a leaf: only Partition and Heal take it, to replace the set.
 //
 // # Lifetimes
 //
@@ -39,6 +40,16 @@
 // closes its transport and so its layer), then Mux.Close. Closing the Mux
 // first is safe but leaves each raft transport's accept loop retrying,
 // and logging at Error, until its own Close.
+//
+// # Partitions, for tests and fault drills
+//
+// [Mux.Partition] cuts this node off from chosen peers without touching
+// the network: it closes the connections its layers dialed to them and
+// refuses new dials until [Mux.Heal]. Raft replies on the connection the
+// request came on, so partitioning both ends' dials (a.Partition(b) and
+// b.Partition(a)) cuts the pair completely, which is what raft's own
+// testing.go does with its in-memory transports. The normal dial path pays
+// one atomic load for it.
 //
 // # Traps found in hashicorp/raft and in others' multiplexers
 //

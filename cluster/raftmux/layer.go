@@ -68,12 +68,17 @@ func (l *Layer) Addr() net.Addr { return l.mux.Addr() }
 
 // Dial connects to the Mux at address and binds the connection to this
 // layer's shard by writing the header. timeout bounds the connect and the
-// header write; zero means none, as for net.Dialer.
+// header write; zero means none, as for net.Dialer. It fails at once, with
+// an error wrapping ErrPartitioned, for an address cut off by
+// Mux.Partition.
 func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	select {
 	case <-l.done:
 		return nil, fmt.Errorf("raftmux: dial %s for shard %d: %w", address, l.shard, ErrClosed)
 	default:
+	}
+	if l.mux.part.has(string(address)) {
+		return nil, fmt.Errorf("raftmux: dial %s for shard %d: %w", address, l.shard, ErrPartitioned)
 	}
 	d := net.Dialer{Timeout: timeout}
 	raw, err := d.Dial("tcp", string(address))
@@ -84,10 +89,17 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 		_ = raw.Close()
 		return nil, fmt.Errorf("raftmux: dial %s for shard %d: %w", address, l.shard, err)
 	}
-	c, ok := l.track(raw)
+	c, ok := l.track(raw, string(address))
 	if !ok {
 		_ = raw.Close()
 		return nil, fmt.Errorf("raftmux: dial %s for shard %d: %w", address, l.shard, ErrClosed)
+	}
+	// Partition may have swept this layer while we connected; it stored
+	// the address before sweeping, so once c is tracked one of the two
+	// sees the other.
+	if l.mux.part.has(string(address)) {
+		_ = c.Close()
+		return nil, fmt.Errorf("raftmux: dial %s for shard %d: %w", address, l.shard, ErrPartitioned)
 	}
 	return c, nil
 }
@@ -115,7 +127,7 @@ func (l *Layer) Close() error {
 // handoff queues raw for Accept, or closes it when the layer closes first
 // or raft does not take it within timeout.
 func (l *Layer) handoff(raw net.Conn, timeout time.Duration) {
-	c, ok := l.track(raw)
+	c, ok := l.track(raw, "")
 	if !ok {
 		_ = raw.Close()
 		return
@@ -132,9 +144,10 @@ func (l *Layer) handoff(raw net.Conn, timeout time.Duration) {
 	}
 }
 
-// track wraps raw so the layer can close it; false once the layer is closed.
-func (l *Layer) track(raw net.Conn) (*conn, bool) {
-	c := &conn{Conn: raw, layer: l}
+// track wraps raw so the layer can close it; false once the layer is
+// closed. dialed is the address raw was dialed to, empty if accepted.
+func (l *Layer) track(raw net.Conn, dialed string) (*conn, bool) {
+	c := &conn{Conn: raw, layer: l, dialed: dialed}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {

@@ -39,6 +39,8 @@ type Mux struct {
 	closeErr  error
 	// wg counts the accept loop and every handshake goroutine.
 	wg sync.WaitGroup
+	// part is the set of addresses Partition cut off.
+	part partition
 
 	mu struct {
 		sync.Mutex

@@ -32,6 +32,11 @@ type Groups struct {
 	closed    atomic.Bool
 	once      sync.Once
 
+	// removed: shards whose leader removed this node without this node
+	// hearing of it, by this node's configuration index then.
+	removedMu sync.Mutex
+	removed   map[uint16]uint64
+
 	// wg counts every goroutine Groups starts; goMu orders its Adds before
 	// Close's Wait.
 	wg   sync.WaitGroup

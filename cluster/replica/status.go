@@ -47,7 +47,11 @@ func (g *Groups) Status() []ShardStatus {
 			AppliedIndex: r.AppliedIndex(),
 		}
 		if f := r.GetConfiguration(); f.Error() == nil {
+			gone := g.knownRemoved(grp.shard, f.Index())
 			for _, srv := range f.Configuration().Servers {
+				if gone && string(srv.ID) == g.cfg.NodeID {
+					continue // removed by the leader; this node never heard
+				}
 				if srv.Suffrage == raft.Voter {
 					s.Voters = append(s.Voters, string(srv.ID))
 				} else {
