@@ -86,7 +86,9 @@ func (l *leaderLookup) Shutdown() {
 // caller's request then fails and can be retried).
 func (l *leaderLookup) Get(ci *pacluster.ClusterIdentity) *actor.PID {
 	shard := shardOf(ci.Identity, l.shards)
-	deadline := time.Now().Add(lookupWait)
+	// Never past the grain call's own timeout: protoactor checks it only
+	// between lookups.
+	deadline := time.Now().Add(min(lookupWait, l.cluster.Config.RequestTimeoutTime))
 	for attempt := 1; ; attempt++ {
 		if leader := l.leader(shard); leader != "" {
 			if addr := l.remote(leader); addr != "" {
