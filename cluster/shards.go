@@ -15,7 +15,6 @@ import (
 	"github.com/chatpacket/chatpacket/cluster/replica"
 	"github.com/chatpacket/chatpacket/storage"
 	"github.com/hashicorp/raft"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // Shards are a node's replicas of the shards: the raft groups over the
@@ -30,30 +29,6 @@ type Shards struct {
 	loops  sync.WaitGroup
 }
 
-// tableNodeID holds the node's id in the system shard. Tables of the
-// system shard below storage.TableFirstUser that storage does not use are
-// the cluster's.
-const tableNodeID storage.Table = 0x1F
-
-// NodeID returns the id of the node whose store db is, made on first use.
-// It names the node in every shard's raft configuration, so it must
-// outlive restarts: it is kept in the store.
-func NodeID(ctx context.Context, db *storage.DB) (string, error) {
-	key := storage.Key(storage.SystemShard, tableNodeID)
-	var rec wrapperspb.StringValue
-	switch err := db.Get(ctx, key, &rec); {
-	case err == nil:
-		return rec.Value, nil
-	case !errors.Is(err, storage.ErrNotFound):
-		return "", fmt.Errorf("cluster: read node id: %w", err)
-	}
-	rec.Value = "n-" + storage.NewID().String()[:12]
-	if err := db.Put(ctx, key, storage.RaftLogKey, &rec); err != nil {
-		return "", fmt.Errorf("cluster: keep node id: %w", err)
-	}
-	return rec.Value, nil
-}
-
 // StartShards starts the node with its shard replicas: the raft listener,
 // one raft group per shard over db feeding m's state machines, the node
 // (gossip and grains, announcing the node's identity), and the forwarder.
@@ -61,7 +36,7 @@ func NodeID(ctx context.Context, db *storage.DB) (string, error) {
 // with itself as the only voter: it is the first node of a new cluster.
 // It returns once every shard has a leader.
 func StartShards(ctx context.Context, cfg Config, db *storage.DB, m *shard.Machine, opts ...Option) (*Node, error) {
-	id, err := NodeID(ctx, db)
+	id, err := replica.NodeID(ctx, db)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/chatpacket/chatpacket/actors/nodetest"
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/cluster"
+	"github.com/chatpacket/chatpacket/cluster/replica"
 	"github.com/chatpacket/chatpacket/storage"
 )
 
@@ -27,7 +28,7 @@ func TestNodeWithoutAReplicaServesTheShard(t *testing.T) {
 	nodes := []*nodetest.Node{a, nodetest.Start(t, a.GossipAddr()), nodetest.Start(t, a.GossipAddr()), nodetest.Start(t, a.GossipAddr())}
 	d := nodes[3]
 	shards := d.DB.Shards()
-	self, err := cluster.NodeID(t.Context(), d.DB)
+	self, err := replica.NodeID(t.Context(), d.DB)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,3 +58,16 @@ func readOrWrite(ctx context.Context, db *storage.DB, key []byte, into, def prot
 	proto.Merge(into, def)
 	return nil
 }
+
+// NodeID returns the id of the node whose store db is, made on first use
+// ("n-" and 12 random base32 characters). It names the node in every
+// shard's raft configuration and its gossip metadata, so it lives in the
+// store and outlives restarts; Start checks it against this record.
+func NodeID(ctx context.Context, db *storage.DB) (string, error) {
+	var id wrapperspb.StringValue
+	fresh := wrapperspb.String("n-" + storage.NewID().String()[:12])
+	if err := readOrWrite(ctx, db, nodeKey, &id, fresh); err != nil {
+		return "", fmt.Errorf("replica: node id record: %w", err)
+	}
+	return id.Value, nil
+}
