@@ -34,7 +34,8 @@ type Shards struct {
 // (gossip and grains, announcing the node's identity), and the forwarder.
 // A node without seeds to join bootstraps every shard it has no state for
 // with itself as the only voter: it is the first node of a new cluster.
-// It returns once every shard has a leader.
+// It returns once every shard this node should hold has a leader (a
+// joining node waits for the leaders that add it).
 func StartShards(ctx context.Context, cfg Config, db *storage.DB, m *shard.Machine, opts ...Option) (*Node, error) {
 	id, err := replica.NodeID(ctx, db)
 	if err != nil {
