@@ -51,11 +51,19 @@ func (s *state) touchVisitor(ctx context.Context, ch *change, t *actorspb.TouchV
 	if len(t.GetTech().GetUserAgent()) > MaxUABytes || len(t.GetTech().GetReferrer()) > MaxURLBytes {
 		return nil, fmt.Errorf("%w: technical data too long", ErrInvalid)
 	}
+	return s.editVisitor(ctx, ch, tenant, visitor, func(rec *actorspb.VisitorRecord) {
+		rec.Tech, rec.LastSeenUnixMs = t.Tech, t.UnixMs
+	})
+}
+
+// editVisitor reads a visitor of tenant as the batch sees it, applies edit
+// and stages the result.
+func (s *state) editVisitor(ctx context.Context, ch *change, tenant, visitor storage.ID, edit func(*actorspb.VisitorRecord)) (*actorspb.Result, error) {
 	rec, err := s.visitorOf(ctx, tenant, visitor)
 	if err != nil {
 		return nil, err
 	}
-	rec.Tech, rec.LastSeenUnixMs = t.Tech, t.UnixMs
+	edit(rec)
 	key := visitorKey(s.db, visitor)
 	if err := ch.staged.Put(ctx, key, storage.SubjectKey(tenant, visitor), rec); err != nil {
 		return nil, err
@@ -76,17 +84,9 @@ func (s *state) setVisitorContact(ctx context.Context, ch *change, c *actorspb.S
 	if len(c.Name) > 200 || len(c.Email) > 254 || c.Email != "" && !strings.Contains(c.Email, "@") {
 		return nil, fmt.Errorf("%w: contact name at most 200 bytes, email a plain address", ErrInvalid)
 	}
-	rec, err := s.visitorOf(ctx, tenant, visitor)
-	if err != nil {
-		return nil, err
-	}
-	rec.ContactName, rec.ContactEmail = c.Name, c.Email
-	key := visitorKey(s.db, visitor)
-	if err := ch.staged.Put(ctx, key, storage.SubjectKey(tenant, visitor), rec); err != nil {
-		return nil, err
-	}
-	s.stage(ch, key, rec)
-	return &actorspb.Result{}, nil
+	return s.editVisitor(ctx, ch, tenant, visitor, func(rec *actorspb.VisitorRecord) {
+		rec.ContactName, rec.ContactEmail = c.Name, c.Email
+	})
 }
 
 func (s *state) addPageView(ctx context.Context, ch *change, a *actorspb.AddPageView) (*actorspb.Result, error) {
