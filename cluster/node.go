@@ -21,7 +21,10 @@ type Node struct {
 	Cluster *pacluster.Cluster
 
 	p        *provider
-	shards   *Shards // nil for a node started without shards
+	opts     []Option    // as started: Rejoin starts the new member alike
+	shards   *Shards     // nil for a node started without shards
+	member   *membership // with shards: what runs over them under this member id
+	rejoined atomic.Bool // its shards went to the node Rejoin returned
 	stopOnce sync.Once
 }
 
@@ -131,20 +134,31 @@ func (n *Node) Peers() []Peer {
 // may stand for several changes); read Peers then.
 func (n *Node) PeersChanged() <-chan struct{} { return n.p.peersChanged }
 
-// Stop leaves the cluster. Graceful tells the other members first and
-// stops this node's grains (their Terminate runs; protoactor waits about
-// 2 s); otherwise the node just goes, as a crash would look to the others.
-// Stop is safe to call twice.
+// Stop leaves the cluster and stops the node's shard replicas. Graceful
+// tells the other members first and stops this node's grains (their
+// Terminate runs; protoactor waits about 2 s); otherwise the node just
+// goes, as a crash would look to the others. Stop is safe to call twice;
+// after Rejoin it does nothing (the replicas are the new node's).
 func (n *Node) Stop(graceful bool) {
+	n.leave(graceful)
+	if n.shards != nil && !n.rejoined.Load() {
+		n.shards.close()
+	}
+}
+
+// leave ends this node's membership under its member id: the loops over
+// its shards, its grains, protoactor and gossip. The shard replicas keep
+// running. It is safe to call twice.
+func (n *Node) leave(graceful bool) {
 	n.stopOnce.Do(func() {
+		if n.member != nil {
+			n.member.close()
+		}
 		// protoactor's Shutdown(false) never stops the provider, so stop it
 		// here in both cases; the second call does nothing.
 		n.Cluster.Shutdown(graceful)
 		if err := n.p.Shutdown(graceful); err != nil {
 			n.p.log.Warn("leaving the cluster", "err", err)
-		}
-		if n.shards != nil {
-			n.shards.close()
 		}
 	})
 }

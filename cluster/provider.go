@@ -6,7 +6,9 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,9 @@ type provider struct {
 
 	peersChanged chan struct{} // the peer list changed; buffered 1
 
+	blocked     chan struct{} // closed once this node learns that the cluster blocks its member id
+	blockedOnce sync.Once
+
 	meta struct {
 		member  []byte                 // the protoactor Member part, fixed at start
 		current atomic.Pointer[[]byte] // what memberlist gossips now
@@ -46,6 +51,10 @@ type provider struct {
 		c     *pacluster.Cluster
 		done  bool
 		peers []Peer
+		// shunned are live gossip members that this node's protoactor
+		// blocks, by member id: told so until they rejoin.
+		shunned  map[string]*memberlist.Node
+		draining bool
 	}
 }
 
@@ -53,6 +62,7 @@ type provider struct {
 type Peer struct {
 	MemberID   string // protoactor's member id: new at every start
 	RemoteAddr string // host:port of its actor remote
+	GossipAddr string // host:port of its memberlist
 	NodeID     string // lasting, from its data dir; "" for a node without shards
 	RaftAddr   string
 	Shards     int
@@ -71,6 +81,7 @@ func newProvider(cfg Config) *provider {
 		stop:      make(chan struct{}),
 
 		peersChanged: make(chan struct{}, 1),
+		blocked:      make(chan struct{}),
 	}
 }
 
@@ -169,6 +180,22 @@ func (p *provider) gossipAddr() string {
 	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 }
 
+// gossipMembers are the gossip addresses of every member memberlist
+// knows, this node included.
+func (p *provider) gossipMembers() []string {
+	p.mu.Lock()
+	ml := p.mu.ml
+	p.mu.Unlock()
+	if ml == nil {
+		return nil
+	}
+	var addrs []string
+	for _, m := range ml.Members() {
+		addrs = append(addrs, m.Address())
+	}
+	return addrs
+}
+
 func (p *provider) signal() {
 	select {
 	case p.changed <- struct{}{}:
@@ -176,15 +203,25 @@ func (p *provider) signal() {
 	}
 }
 
-// publishLoop hands protoactor the whole member list after every change.
+// republish is how often a node reads its members again without a gossip
+// change: protoactor's block list grows by its own gossip, and a member
+// this node blocks is told so again in case it missed it (a node just
+// woken from a pause is slow).
+const republish = time.Second
+
+// publishLoop hands protoactor the whole member list after every change,
+// and tells the members it blocks so.
 func (p *provider) publishLoop() {
+	t := time.NewTicker(republish)
+	defer t.Stop()
 	for {
 		select {
 		case <-p.changed:
-			p.publish()
+		case <-t.C:
 		case <-p.stop:
 			return
 		}
+		p.publish()
 	}
 }
 
@@ -194,6 +231,8 @@ func (p *provider) publish() {
 	p.mu.Unlock()
 	var members pacluster.Members
 	var peers []Peer
+	shunned := map[string]*memberlist.Node{}
+	blocks := c.Remote.BlockList()
 	for _, n := range ml.Members() {
 		var m pacluster.Member
 		var info clusterpb.NodeInfo
@@ -201,24 +240,67 @@ func (p *provider) publish() {
 			p.log.Warn("ignoring a gossip member with unreadable metadata", "member", n.Name, "addr", n.Address())
 			continue
 		}
+		if blocks.IsBlocked(m.Id) {
+			// Gossip takes it back (it refuted its death), protoactor
+			// never will: it is not a peer until it rejoins.
+			if m.Id == c.ActorSystem.ID {
+				p.learnBlocked("this node's own protoactor")
+			} else {
+				shunned[m.Id] = n
+			}
+			continue
+		}
 		members = append(members, &m)
 		peers = append(peers, Peer{
-			MemberID: m.Id, RemoteAddr: net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port))),
+			MemberID: m.Id, RemoteAddr: net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port))), GossipAddr: n.Address(),
 			NodeID: info.NodeId, RaftAddr: info.RaftAddr, Shards: int(info.Shards), Draining: info.Draining,
 		})
 	}
-	c.MemberList.UpdateClusterTopology(members)
+	c.MemberList.UpdateClusterTopology(members) // returns at once when nothing changed
+	// memberlist shuffles its members for probing: order them, so that
+	// only a real change counts as one.
+	slices.SortFunc(peers, func(a, b Peer) int { return strings.Compare(a.MemberID, b.MemberID) })
 	p.mu.Lock()
+	changed := !slices.Equal(p.mu.peers, peers)
 	p.mu.peers = peers
+	p.mu.shunned = shunned
 	p.mu.Unlock()
-	select {
-	case p.peersChanged <- struct{}{}:
-	default:
+	p.tellShunned()
+	if changed {
+		select {
+		case p.peersChanged <- struct{}{}:
+		default:
+		}
 	}
 	if old := p.members.Swap(int32(len(members))); old != int32(len(members)) {
 		p.log.Info("cluster members changed", "members", len(members), "before", old)
 	}
 	p.pubOnce.Do(func() { close(p.published) })
+}
+
+// tellShunned tells each live member this node blocks that it is blocked.
+func (p *provider) tellShunned() {
+	p.mu.Lock()
+	ml, shunned := p.mu.ml, p.mu.shunned
+	p.mu.Unlock()
+	for id, n := range shunned {
+		msg, err := proto.Marshal(&clusterpb.Blocked{MemberId: id})
+		if err == nil {
+			err = ml.SendReliable(n, msg)
+		}
+		if err != nil {
+			p.log.Debug("telling a blocked member", "member", id, "err", err)
+		}
+	}
+}
+
+// learnBlocked marks this node's member id as blocked by the cluster: the
+// node must rejoin under a new one (Node.Blocked).
+func (p *provider) learnBlocked(from string) {
+	p.blockedOnce.Do(func() {
+		p.log.Warn("the cluster declared this node dead and will not take its member id back: it must rejoin under a new one", "told_by", from)
+		close(p.blocked)
+	})
 }
 
 // joinLoop joins the seeds, retrying until one answers or the node stops.
@@ -262,6 +344,7 @@ func (p *provider) setDraining(draining bool) error {
 	p.meta.current.Store(&meta)
 	p.mu.Lock()
 	ml := p.mu.ml
+	p.mu.draining = draining
 	p.mu.Unlock()
 	if ml == nil {
 		return fmt.Errorf("cluster: not started")
@@ -269,12 +352,32 @@ func (p *provider) setDraining(draining bool) error {
 	return ml.UpdateNode(5 * time.Second)
 }
 
-// metaDelegate gives memberlist this node's metadata; this node sends no
-// user messages.
+// isDraining says whether this node told the cluster it is leaving.
+func (p *provider) isDraining() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.draining
+}
+
+// metaDelegate gives memberlist this node's metadata and takes the one
+// message members send each other directly: Blocked.
 type metaDelegate struct{ p *provider }
 
-func (d metaDelegate) NodeMeta(int) []byte           { return *d.p.meta.current.Load() }
-func (metaDelegate) NotifyMsg([]byte)                {}
+func (d metaDelegate) NodeMeta(int) []byte { return *d.p.meta.current.Load() }
+
+func (d metaDelegate) NotifyMsg(b []byte) {
+	var msg clusterpb.Blocked
+	if proto.Unmarshal(b, &msg) != nil || msg.MemberId == "" {
+		return
+	}
+	d.p.mu.Lock()
+	c := d.p.mu.c
+	d.p.mu.Unlock()
+	if c != nil && msg.MemberId == c.ActorSystem.ID { // not about an id this node had before
+		d.p.learnBlocked("a member")
+	}
+}
+
 func (metaDelegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (metaDelegate) LocalState(bool) []byte          { return nil }
 func (metaDelegate) MergeRemoteState([]byte, bool)   {}

@@ -88,9 +88,11 @@ func (a *API) CloseSockets() {
 	}
 }
 
-// Register adds the API's routes to s.
-func (a *API) Register(s *Server) {
-	a.metrics = s.metrics
+// Register serves the API's routes on srv, in place of the API registered
+// before (a node that rejoined its cluster serves a new one).
+func (a *API) Register(srv *Server) {
+	a.metrics = srv.metrics
+	s := http.NewServeMux()
 	s.Handle("POST /api/v1/signup", a.handler(a.signup))
 	s.Handle("POST /api/v1/login", a.handler(a.login))
 	s.Handle("POST /api/v1/logout", a.handler(a.authenticated(a.logout)))
@@ -100,6 +102,7 @@ func (a *API) Register(s *Server) {
 	a.registerSockets(s)
 	a.registerVisitors(s)
 	a.registerSettings(s)
+	srv.mount(s)
 }
 
 // apiError is an error with the status and code API.md gives it.

@@ -12,7 +12,7 @@ import (
 // MaxInbox bounds how many conversations one inbox listing returns.
 const MaxInbox = 200
 
-func (a *API) registerConversations(s *Server) {
+func (a *API) registerConversations(s *http.ServeMux) {
 	s.Handle("GET /api/v1/conversations", a.handler(a.authenticated(a.listConversations)))
 	s.Handle("GET /api/v1/conversations/{id}/messages", a.handler(a.authenticated(a.agentMessages)))
 	s.Handle("POST /api/v1/conversations/{id}/messages", a.handler(a.authenticated(a.agentPost)))

@@ -35,6 +35,7 @@ type Server struct {
 	mux     *http.ServeMux
 	ready   atomic.Bool
 	metrics *metrics
+	api     atomic.Pointer[http.Handler] // nil while no node is there to answer
 }
 
 // NewServer returns a server for addr; it does not listen yet.
@@ -44,6 +45,7 @@ func NewServer(addr string, log *slog.Logger) *Server {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.HandleFunc("/", s.serveAPI)
 	s.http = &http.Server{
 		Addr:              addr,
 		Handler:           mux,
@@ -57,10 +59,29 @@ func NewServer(addr string, log *slog.Logger) *Server {
 	return s
 }
 
-// Handle registers a handler for a pattern (Go's routing syntax). It is
-// safe while serving: serve registers the API once the node has joined its
-// cluster, and until then those routes answer 404 while /healthz answers.
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// mount makes h serve every route but the server's own (health and
+// metrics); nil makes them answer 503 until the next mount.
+func (s *Server) mount(h http.Handler) {
+	if h == nil {
+		s.api.Store(nil)
+		return
+	}
+	s.api.Store(&h)
+}
+
+// Unmount makes the API answer 503 (unavailable) until an API is
+// registered again: while the node rejoins its cluster, say.
+func (s *Server) Unmount() { s.mount(nil) }
+
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if h := s.api.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{
+		"code": "unavailable", "message": "this node is joining its cluster; try again shortly or ask another node"}})
+}
 
 // SetReady marks the node as able (or no longer able) to serve writes:
 // /readyz answers 200 only while it is.

@@ -15,7 +15,7 @@ import (
 // A tenant's settings (name, the widget's look, allowed origins) and its
 // team roster, through the Tenant grain.
 
-func (a *API) registerSettings(s *Server) {
+func (a *API) registerSettings(s *http.ServeMux) {
 	s.Handle("GET /api/v1/settings", a.handler(a.authenticated(a.getSettings)))
 	s.Handle("PATCH /api/v1/settings", a.handler(a.authenticated(a.patchSettings)))
 	s.Handle("GET /api/v1/agents", a.handler(a.authenticated(a.listAgents)))

@@ -19,7 +19,7 @@ import (
 // pushes message, typing, read and conversation frames for every
 // conversation the socket watches (resumed, or started by a send on it).
 
-func (a *API) registerSockets(s *Server) {
+func (a *API) registerSockets(s *http.ServeMux) {
 	s.Handle("GET /ws/widget", http.HandlerFunc(a.widgetSocket))
 	s.Handle("GET /ws/agent", http.HandlerFunc(a.agentSocket))
 }

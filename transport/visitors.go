@@ -17,7 +17,7 @@ import (
 // The visitor panel's data: technical data taken at each session start and
 // the pages the visitor opened, all sealed under the visitor's own key.
 
-func (a *API) registerVisitors(s *Server) {
+func (a *API) registerVisitors(s *http.ServeMux) {
 	s.Handle("GET /api/v1/visitors/{id}", a.handler(a.authenticated(a.getVisitor)))
 	s.Handle("POST /api/v1/widget/contact", a.handler(a.visitorOnly(a.setContact)))
 }

@@ -19,7 +19,7 @@ import (
 // new one with its session id whenever it starts.
 const VisitorTokenTTL = 7 * 24 * time.Hour
 
-func (a *API) registerWidget(s *Server) {
+func (a *API) registerWidget(s *http.ServeMux) {
 	s.Handle("POST /api/v1/widget/sessions", a.handler(a.widgetSession))
 	s.Handle("POST /api/v1/widget/messages", a.handler(a.visitorOnly(a.widgetPost)))
 	s.Handle("GET /api/v1/widget/conversations/{id}/messages", a.handler(a.visitorOnly(a.widgetMessages)))

@@ -26,25 +26,32 @@ func TestNodeWithoutAReplicaServesTheShard(t *testing.T) {
 	}
 	a := nodetest.Start(t)
 	nodes := []*nodetest.Node{a, nodetest.Start(t, a.GossipAddr()), nodetest.Start(t, a.GossipAddr()), nodetest.Start(t, a.GossipAddr())}
-	d := nodes[3]
-	shards := d.DB.Shards()
-	self, err := replica.NodeID(t.Context(), d.DB)
-	if err != nil {
-		t.Fatal(err)
+	ids := make([]string, len(nodes))
+	for i, n := range nodes {
+		id, err := replica.NodeID(t.Context(), n.DB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
 	}
-	// Wait for placement to settle: some shard without a replica on d.
+	shards := a.DB.Shards()
+	// Each shard leaves one of the four nodes out; which ones depends on
+	// the random node ids. d is a node left out of some shard, once
+	// placement has settled and it holds no replica of that shard.
+	var d *nodetest.Node
 	var shard uint16
 	deadline := time.Now().Add(30 * time.Second)
-	for found := false; !found; {
-		for s := range uint16(shards) {
-			placed := d.Shards().Groups.Placement(s)
-			if !d.Shards().Groups.HasReplica(s) && len(placed) == 3 && !slices.Contains(placed, self) {
-				shard, found = s, true
-				break
+	for d == nil {
+		for i, n := range nodes {
+			for s := range uint16(shards) {
+				placed := n.Shards().Groups.Placement(s)
+				if !n.Shards().Groups.HasReplica(s) && len(placed) == 3 && !slices.Contains(placed, ids[i]) {
+					d, shard = n, s
+				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("d holds a replica of every shard after 30 s")
+		if d == nil && time.Now().After(deadline) {
+			t.Fatal("every node holds a replica of every shard after 30 s")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -627,6 +627,54 @@ func (x *VotersReply) GetNotLeader() bool {
 	return false
 }
 
+// Blocked tells a member, by gossip's direct message, that the sender's
+// protoactor blocks its member id: protoactor never takes back a member it
+// once saw leave (a node declared dead while paused, say). The member
+// rejoins under a new member id.
+type Blocked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Blocked) Reset() {
+	*x = Blocked{}
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Blocked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Blocked) ProtoMessage() {}
+
+func (x *Blocked) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Blocked.ProtoReflect.Descriptor instead.
+func (*Blocked) Descriptor() ([]byte, []int) {
+	return file_cluster_clusterpb_cluster_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Blocked) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
 var File_cluster_clusterpb_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_clusterpb_cluster_proto_rawDesc = "" +
@@ -670,7 +718,9 @@ const file_cluster_clusterpb_cluster_proto_rawDesc = "" +
 	"\vVotersReply\x12\x16\n" +
 	"\x06voters\x18\x01 \x03(\tR\x06voters\x12\x1d\n" +
 	"\n" +
-	"not_leader\x18\x02 \x01(\bR\tnotLeaderB4Z2github.com/chatpacket/chatpacket/cluster/clusterpbb\x06proto3"
+	"not_leader\x18\x02 \x01(\bR\tnotLeader\"&\n" +
+	"\aBlocked\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberIdB4Z2github.com/chatpacket/chatpacket/cluster/clusterpbb\x06proto3"
 
 var (
 	file_cluster_clusterpb_cluster_proto_rawDescOnce sync.Once
@@ -684,7 +734,7 @@ func file_cluster_clusterpb_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_clusterpb_cluster_proto_rawDescData
 }
 
-var file_cluster_clusterpb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_cluster_clusterpb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_cluster_clusterpb_cluster_proto_goTypes = []any{
 	(*NodeInfo)(nil),         // 0: chatpacket.cluster.v1.NodeInfo
 	(*ForwardRequest)(nil),   // 1: chatpacket.cluster.v1.ForwardRequest
@@ -697,6 +747,7 @@ var file_cluster_clusterpb_cluster_proto_goTypes = []any{
 	(*ReadReply)(nil),        // 8: chatpacket.cluster.v1.ReadReply
 	(*VotersRequest)(nil),    // 9: chatpacket.cluster.v1.VotersRequest
 	(*VotersReply)(nil),      // 10: chatpacket.cluster.v1.VotersReply
+	(*Blocked)(nil),          // 11: chatpacket.cluster.v1.Blocked
 }
 var file_cluster_clusterpb_cluster_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -717,7 +768,7 @@ func file_cluster_clusterpb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_clusterpb_cluster_proto_rawDesc), len(file_cluster_clusterpb_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

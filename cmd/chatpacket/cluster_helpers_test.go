@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/chatpacket/chatpacket/actors/shard"
+	"github.com/chatpacket/chatpacket/cluster/admin"
 	"github.com/chatpacket/chatpacket/storage"
 )
 
@@ -209,6 +210,44 @@ func (c *testCluster) waitSettled(joiners int, within time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	c.waitQuiet(transferRE, 2*time.Second, deadline)
+}
+
+// waitRejoined waits until nd serves under a member id other than old and
+// every node lists it under that id (and not under old), as
+// `admin cluster status` shows them.
+func (c *testCluster) waitRejoined(nd *cnode, old string, within time.Duration) {
+	c.t.Helper()
+	err := poll(within, 200*time.Millisecond, func() error {
+		var now string
+		for _, other := range c.nodes {
+			out, err := adminRun(c.t, "cluster", "status", "--data-dir", filepath.Join(other.dir, "data"), "--json")
+			if err != nil {
+				return fmt.Errorf("%s: admin cluster status: %v", other.name, err)
+			}
+			var st admin.Status
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				return fmt.Errorf("%s: admin cluster status --json: %v", other.name, err)
+			}
+			if len(st.Members) != len(c.nodes) {
+				return fmt.Errorf("%s lists %d members; want %d", other.name, len(st.Members), len(c.nodes))
+			}
+			for _, m := range st.Members {
+				if m.MemberID == old {
+					return fmt.Errorf("%s still lists %s under its old member id %s", other.name, nd.name, old)
+				}
+				if other == nd && m.Self {
+					now = m.MemberID
+				}
+			}
+		}
+		if now == "" {
+			return fmt.Errorf("%s does not list itself", nd.name)
+		}
+		return nil
+	})
+	if err != nil {
+		c.t.Fatalf("%s did not rejoin under a new member id within %v: %v", nd.name, within, err)
+	}
 }
 
 // waitQuiet waits until no log line of any node has matched re for quiet.

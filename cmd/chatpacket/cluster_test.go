@@ -113,8 +113,10 @@ func TestClusterKillNineLosesNothing(t *testing.T) {
 // TestClusterSigstop pauses one node of three with SIGSTOP for longer than
 // gossip's failure detection while sending to the other two, then resumes
 // it and sends to all three. No acknowledged message is lost or given a
-// seq twice, and the paused node serves again within a bound: protoactor
-// blocks for ever a member it once saw leave (../shared/PITFALLS.md).
+// seq twice, and the paused node serves again within a bound. protoactor
+// blocks for ever a member it once saw leave (../shared/PITFALLS.md): the
+// paused node must learn it, rejoin under a new member id, and be listed
+// under it by every node.
 func TestClusterSigstop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a cluster of three processes")
@@ -146,6 +148,7 @@ func TestClusterSigstop(t *testing.T) {
 	// Node 1 this time: the node the others joined through, which a kill
 	// test cannot restart with its own flags.
 	paused := n1
+	oldMember := paused.logValue(t, `msg="cluster member" .*member_id=(\S+)`)
 	s.setPool(n2, n3)
 	pausedAt := time.Now()
 	paused.signal(t, syscall.SIGSTOP)
@@ -175,6 +178,11 @@ func TestClusterSigstop(t *testing.T) {
 	}
 	if _, err := readConversation(cl, paused, tn, probe.id); err != nil {
 		t.Errorf("%s does not serve reads after SIGCONT: %v", paused.name, err)
+	}
+	c.waitRejoined(paused, oldMember, 30*time.Second)
+	t.Logf("%s rejoined under a new member id %v after SIGCONT", paused.name, time.Since(resumedAt).Round(time.Millisecond))
+	if a := s.post(ctx, probe, paused, "probe-after-rejoin", false); !a.ok() {
+		t.Errorf("%s does not take writes after rejoining: %s", paused.name, a.err)
 	}
 	time.Sleep(6 * time.Second)
 	close(stop)

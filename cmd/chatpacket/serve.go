@@ -123,38 +123,42 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	go func() { served <- srv.Serve(ln) }()
 
 	// /healthz answers from here on; /readyz once the node is a member.
-	var gw *gateway.Gateway
-	var api *transport.API
-	node, err := startNode(ctx, cfg, log, db, machine)
-	var adm *admin.Server // the operator's socket: admin cluster status, admin node drain
-	if err == nil {
-		adm, err = admin.Start(admin.Config{DataDir: cfg.dataDir, Node: node, Logger: log})
-	}
-	if err == nil {
-		gw = gateway.New(node.Cluster, log)
-		api = &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: gw, Log: log, Now: time.Now}
-		api.Register(srv)
-		log.Info("cluster member", "gossip", node.GossipAddr(), "members", node.Members())
+	var ref cluster.NodeRef
+	var f *front
+	node, err := startNode(ctx, cfg, log, db, machine, &ref)
+	for err == nil {
+		ref.Set(node)
+		if f, err = startFront(cfg, log, srv, node, machine); err != nil {
+			break
+		}
+		log.Info("cluster member", "gossip", node.GossipAddr(), "members", node.Members(), "member_id", node.System.ID)
 		srv.SetReady(true)
 		select {
 		case err = <-served:
 			served <- err
 		case <-ctx.Done():
+		case <-node.Blocked():
+			// Declared dead while paused or cut off, and back: protoactor
+			// will not take this member id again. Rejoin under a new one;
+			// sockets close with 1001 and their clients resume.
+			srv.SetReady(false)
+			srv.Unmount()
+			err = f.close()
+			f = nil
+			if err == nil {
+				node, err = node.Rejoin(ctx) // nil on error: Rejoin stopped the old one
+			}
+			continue
 		}
+		break
 	}
 
 	log.Info("shutting down", "grace", shutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err = errors.Join(err, srv.Shutdown(sctx), <-served)
-	if api != nil {
-		api.CloseSockets()
-	}
-	if gw != nil {
-		gw.Close()
-	}
-	if adm != nil {
-		err = errors.Join(err, adm.Close())
+	if f != nil {
+		err = errors.Join(err, f.close())
 	}
 	if node != nil {
 		node.Stop(true)
@@ -168,8 +172,37 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	return nil
 }
 
-// startNode joins or forms the cluster with this node's grains.
-func startNode(ctx context.Context, cfg serveConfig, log *slog.Logger, db *storage.DB, machine *shard.Machine) (*cluster.Node, error) {
+// front is what serves the API over one member of the cluster: the
+// operator's socket, the gateway and the API's handlers. A node that
+// rejoins the cluster under a new member id builds a new one.
+type front struct {
+	adm *admin.Server
+	gw  *gateway.Gateway
+	api *transport.API
+}
+
+func startFront(cfg serveConfig, log *slog.Logger, srv *transport.Server, node *cluster.Node, machine *shard.Machine) (*front, error) {
+	adm, err := admin.Start(admin.Config{DataDir: cfg.dataDir, Node: node, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	f := &front{adm: adm, gw: gateway.New(node.Cluster, log)}
+	f.api = &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: f.gw, Log: log, Now: time.Now}
+	f.api.Register(srv)
+	return f, nil
+}
+
+// close closes the sockets (clients reconnect and resume), the gateway and
+// the operator's socket.
+func (f *front) close() error {
+	f.api.CloseSockets()
+	f.gw.Close()
+	return f.adm.Close()
+}
+
+// startNode joins or forms the cluster with this node's grains; ref refers
+// to the node the grains run on (Rejoin replaces it).
+func startNode(ctx context.Context, cfg serveConfig, log *slog.Logger, db *storage.DB, machine *shard.Machine, ref *cluster.NodeRef) (*cluster.Node, error) {
 	var ccfg cluster.Config
 	switch cfg.gossipPreset {
 	case "lan":
@@ -183,13 +216,7 @@ func startNode(ctx context.Context, cfg serveConfig, log *slog.Logger, db *stora
 	if len(cfg.join) > 0 {
 		log.Info("joining the cluster", "seeds", cfg.join)
 	}
-	var ref cluster.NodeRef
-	n, err := cluster.StartShards(ctx, ccfg, db, machine,
+	return cluster.StartShards(ctx, ccfg, db, machine,
 		cluster.WithKinds(grains.Kinds()...),
 		cluster.WithExtensions(&grains.Deps{Machine: machine, Now: time.Now, Log: log, CallTimeout: 5 * time.Second, Peers: ref.PeerAddrs}))
-	if err != nil {
-		return nil, err
-	}
-	ref.Set(n)
-	return n, nil
 }
