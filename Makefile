@@ -16,8 +16,13 @@ PROTOC_GEN_GRAIN_VERSION := v0.0.0-20240822202345-3c0e61ca19c9
 ## test: everything CI checks: build, formatting, vet, generated code, tests
 test: tools build fmt-check vet generate-check unit
 
-## tools: install protoc, protoc-gen-go and protoc-gen-go-grain when missing (Debian's package, the Go module proxy)
+## tools: install protoc, protoc-gen-go, protoc-gen-go-grain and chromium (browser tests) when missing (Debian's packages, the Go module proxy)
 tools:
+	@if ! test -x /usr/bin/chromium; then \
+		echo "installing chromium (Debian) for the browser tests"; \
+		apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+		apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >/dev/null; \
+	fi
 	@if ! protoc --version 2>/dev/null | grep -q "$(PROTOC_VERSION)"; then \
 		echo "installing protobuf-compiler $(PROTOC_VERSION)"; \
 		apt-get -o DPkg::Lock::Timeout=600 update -qq && \
