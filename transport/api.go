@@ -102,6 +102,8 @@ func (a *API) Register(srv *Server) {
 	a.registerSockets(s)
 	a.registerVisitors(s)
 	a.registerSettings(s)
+	a.registerWidgetUI(s)
+	a.registerDashboard(s)
 	srv.mount(s)
 }
 
@@ -221,6 +223,7 @@ type principal struct {
 	role          actorspb.Role
 	tokenHash     []byte
 	session       bool
+	csrf          string // the session's CSRF token (sessions only): pages embed it for their scripts
 }
 
 // manager reports whether the principal may change the tenant's settings
@@ -279,6 +282,9 @@ func (a *API) authenticate(r *http.Request) (*principal, error) {
 		return nil, errorf(http.StatusForbidden, "csrf", "send the session's X-CSRF-Token")
 	}
 	p := &principal{tokenHash: hash, session: session, tenant: storage.BytesID(rec.TenantId), agent: storage.BytesID(rec.SubjectId)}
+	if session {
+		p.csrf = rec.CsrfToken
+	}
 	agent, err := a.Machine.Agent(r.Context(), p.tenant, p.agent)
 	switch {
 	case errors.Is(err, shard.ErrNotFound), errors.Is(err, storage.ErrErased):

@@ -24,6 +24,22 @@ func (a *API) registerWidget(s *http.ServeMux) {
 	s.Handle("POST /api/v1/widget/messages", a.handler(a.visitorOnly(a.widgetPost)))
 	s.Handle("GET /api/v1/widget/conversations/{id}/messages", a.handler(a.visitorOnly(a.widgetMessages)))
 	s.Handle("GET /api/v1/widget/conversations", a.handler(a.visitorOnly(a.widgetConversations)))
+	s.Handle("GET /api/v1/widget/config", a.handler(a.widgetConfig))
+}
+
+// widgetConfig is what the widget shows before anyone chats: the
+// business's name, colour and greeting. It is public, like the widget key.
+func (a *API) widgetConfig(_ http.ResponseWriter, r *http.Request) (int, any, error) {
+	tenant, err := a.tenantOfWidgetKey(r, r.URL.Query().Get("widget_key"))
+	if err != nil {
+		return 0, nil, err
+	}
+	t, err := a.settings(tenant)
+	if err != nil {
+		return 0, nil, err
+	}
+	st := settingsOf(t)
+	return http.StatusOK, map[string]string{"name": st.Name, "widget_color": st.WidgetColor, "widget_greeting": st.WidgetGreeting}, nil
 }
 
 type widgetSessionRequest struct {
