@@ -31,17 +31,14 @@ func (a *API) signup(_ http.ResponseWriter, r *http.Request) (int, any, error) {
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	switch n := utf8.RuneCountInString(req.Password); {
-	case strings.TrimSpace(req.Organization) == "" || len(req.Organization) > 200:
+	if strings.TrimSpace(req.Organization) == "" || len(req.Organization) > 200 {
 		return 0, nil, errorf(http.StatusBadRequest, "invalid_organization", "give an organization name of at most 200 bytes")
-	case strings.TrimSpace(req.Name) == "" || len(req.Name) > 200:
-		return 0, nil, errorf(http.StatusBadRequest, "invalid_name", "give your name, at most 200 bytes")
-	case n < MinPasswordLen || n > MaxPasswordLen:
-		return 0, nil, errorf(http.StatusBadRequest, "invalid_password", "a password needs %d to %d characters", MinPasswordLen, MaxPasswordLen)
 	}
-	addr, err := mail.ParseAddress(req.Email)
-	if err != nil || addr.Address != strings.TrimSpace(req.Email) || len(req.Email) > 254 {
-		return 0, nil, errorf(http.StatusBadRequest, "invalid_email", "give a plain email address")
+	if err := checkNameAndPassword(req.Name, req.Password); err != nil {
+		return 0, nil, err
+	}
+	if err := checkEmail(req.Email); err != nil {
+		return 0, nil, err
 	}
 	email := normalizeEmail(req.Email)
 	wk := make([]byte, 16)
@@ -62,6 +59,26 @@ func (a *API) signup(_ http.ResponseWriter, r *http.Request) (int, any, error) {
 	return http.StatusCreated, map[string]string{
 		"tenant_id": tenant.String(), "agent_id": owner.String(), "widget_key": res.WidgetKey,
 	}, nil
+}
+
+// checkEmail accepts a plain address (no display name), at most 254 bytes.
+func checkEmail(email string) error {
+	addr, err := mail.ParseAddress(email)
+	if err != nil || addr.Address != strings.TrimSpace(email) || len(email) > 254 {
+		return errorf(http.StatusBadRequest, "invalid_email", "give a plain email address")
+	}
+	return nil
+}
+
+// checkNameAndPassword checks what every new agent gives.
+func checkNameAndPassword(name, password string) error {
+	switch n := utf8.RuneCountInString(password); {
+	case strings.TrimSpace(name) == "" || len(name) > 200:
+		return errorf(http.StatusBadRequest, "invalid_name", "give your name, at most 200 bytes")
+	case n < MinPasswordLen || n > MaxPasswordLen:
+		return errorf(http.StatusBadRequest, "invalid_password", "a password needs %d to %d characters", MinPasswordLen, MaxPasswordLen)
+	}
+	return nil
 }
 
 type loginRequest struct {
@@ -96,6 +113,12 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		return 0, nil, errInvalidCredentials
 	}
 
+	return a.startSession(w, r, agent)
+}
+
+// startSession logs agent in: a new session token in the cookie, and the
+// session's CSRF token in the answer.
+func (a *API) startSession(w http.ResponseWriter, r *http.Request, agent *actorspb.AgentRecord) (int, any, error) {
 	token, tokenHash := newToken("s_")
 	csrf, _ := newToken("")
 	now := a.Now()

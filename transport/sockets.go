@@ -321,10 +321,16 @@ func (s *socket) Deliver(ev *grainpb.ConversationEvent) error {
 	var frame map[string]any
 	switch e := ev.Event.(type) {
 	case *grainpb.ConversationEvent_Message:
+		if s.visitor != nil && e.Message.Internal {
+			return nil // an agents' note
+		}
 		m := messageOf(e.Message)
 		frame = map[string]any{"type": "message", "conversation_id": conv, "seq": m.Seq, "author": m.Author, "body": m.Body, "client_id": m.ClientID, "created_at": m.CreatedAt}
 		if m.Erased {
 			frame["erased"] = true
+		}
+		if m.Internal {
+			frame["internal"] = true
 		}
 	case *grainpb.ConversationEvent_Typing:
 		if string(e.Typing.GetId()) == string(s.author.Id) {

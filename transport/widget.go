@@ -212,7 +212,7 @@ func (a *API) widgetMessages(_ http.ResponseWriter, r *http.Request, v visitor) 
 	if err := a.visitorConversation(r, v, conv, false); err != nil {
 		return 0, nil, err
 	}
-	return a.readMessages(r, v.tenant, conv)
+	return a.readMessages(r, v.tenant, conv, true)
 }
 
 // widgetConversations lists the visitor's conversations, newest first.
@@ -233,7 +233,11 @@ func (a *API) widgetConversations(_ http.ResponseWriter, r *http.Request, v visi
 }
 
 // readMessages answers GET …/messages?after=SEQ&limit=N.
-func (a *API) readMessages(r *http.Request, tenant, conv storage.ID) (int, any, error) {
+// readMessages answers a page of a conversation's messages after the
+// query's seq. A visitor's page leaves the agents' notes out and reads on
+// until it has limit messages or none are left, so that a page shorter
+// than limit still means the end.
+func (a *API) readMessages(r *http.Request, tenant, conv storage.ID, forVisitor bool) (int, any, error) {
 	after, limit := uint64(0), int64(100)
 	if s := r.URL.Query().Get("after"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
@@ -249,13 +253,23 @@ func (a *API) readMessages(r *http.Request, tenant, conv storage.ID) (int, any, 
 		}
 		limit = n
 	}
-	res, err := grainpb.GetConversationGrainClient(a.Cluster, conv.String()).Read(&grainpb.ReadRequest{TenantId: tenant[:], After: after, Limit: int32(limit)})
-	if err != nil {
-		return 0, nil, grainError(err)
-	}
-	msgs := make([]messageJSON, 0, len(res.Messages))
-	for _, m := range res.Messages {
-		msgs = append(msgs, messageOf(m))
+	grain := grainpb.GetConversationGrainClient(a.Cluster, conv.String())
+	msgs := make([]messageJSON, 0, limit)
+	for int64(len(msgs)) < limit {
+		res, err := grain.Read(&grainpb.ReadRequest{TenantId: tenant[:], After: after, Limit: int32(limit - int64(len(msgs)))})
+		if err != nil {
+			return 0, nil, grainError(err)
+		}
+		for _, m := range res.Messages {
+			after = m.Seq
+			if forVisitor && m.Internal {
+				continue
+			}
+			msgs = append(msgs, messageOf(m))
+		}
+		if !forVisitor || len(res.Messages) == 0 {
+			break
+		}
 	}
 	return http.StatusOK, map[string]any{"messages": msgs}, nil
 }
@@ -268,6 +282,7 @@ type messageJSON struct {
 	ClientID  string     `json:"client_id,omitempty"`
 	CreatedAt string     `json:"created_at,omitempty"`
 	Erased    bool       `json:"erased,omitempty"`
+	Internal  bool       `json:"internal,omitempty"` // an agents' note (agents only)
 }
 
 type authorJSON struct {
@@ -281,7 +296,7 @@ func messageOf(m *grainpb.Message) messageJSON {
 	}
 	return messageJSON{
 		Seq: m.Seq, Author: authorOf(m.Author), Body: m.Body, ClientID: m.ClientId,
-		CreatedAt: time.UnixMilli(m.CreatedUnixMs).UTC().Format(time.RFC3339),
+		CreatedAt: time.UnixMilli(m.CreatedUnixMs).UTC().Format(time.RFC3339), Internal: m.Internal,
 	}
 }
 

@@ -84,6 +84,7 @@ const (
 	ConversationStatus_CONVERSATION_STATUS_UNSPECIFIED ConversationStatus = 0
 	ConversationStatus_CONVERSATION_STATUS_OPEN        ConversationStatus = 1
 	ConversationStatus_CONVERSATION_STATUS_CLOSED      ConversationStatus = 2
+	ConversationStatus_CONVERSATION_STATUS_PENDING     ConversationStatus = 3 // waiting on the visitor: their next message reopens it
 )
 
 // Enum value maps for ConversationStatus.
@@ -92,11 +93,13 @@ var (
 		0: "CONVERSATION_STATUS_UNSPECIFIED",
 		1: "CONVERSATION_STATUS_OPEN",
 		2: "CONVERSATION_STATUS_CLOSED",
+		3: "CONVERSATION_STATUS_PENDING",
 	}
 	ConversationStatus_value = map[string]int32{
 		"CONVERSATION_STATUS_UNSPECIFIED": 0,
 		"CONVERSATION_STATUS_OPEN":        1,
 		"CONVERSATION_STATUS_CLOSED":      2,
+		"CONVERSATION_STATUS_PENDING":     3,
 	}
 )
 
@@ -235,6 +238,7 @@ const (
 	TokenKind_TOKEN_KIND_SESSION     TokenKind = 1 // an agent's login session (cookie)
 	TokenKind_TOKEN_KIND_API         TokenKind = 2 // an agent's API token (scripts)
 	TokenKind_TOKEN_KIND_VISITOR     TokenKind = 3 // a widget visitor's token
+	TokenKind_TOKEN_KIND_INVITATION  TokenKind = 4 // an invitation to join a tenant's team: single use
 )
 
 // Enum value maps for TokenKind.
@@ -244,12 +248,14 @@ var (
 		1: "TOKEN_KIND_SESSION",
 		2: "TOKEN_KIND_API",
 		3: "TOKEN_KIND_VISITOR",
+		4: "TOKEN_KIND_INVITATION",
 	}
 	TokenKind_value = map[string]int32{
 		"TOKEN_KIND_UNSPECIFIED": 0,
 		"TOKEN_KIND_SESSION":     1,
 		"TOKEN_KIND_API":         2,
 		"TOKEN_KIND_VISITOR":     3,
+		"TOKEN_KIND_INVITATION":  4,
 	}
 )
 
@@ -509,6 +515,7 @@ type MessageRecord struct {
 	Body          string                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
 	ClientId      string                 `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	Internal      bool                   `protobuf:"varint,6,opt,name=internal,proto3" json:"internal,omitempty"` // an agents' note: never shown to the visitor
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -576,6 +583,13 @@ func (x *MessageRecord) GetCreatedUnixMs() int64 {
 		return x.CreatedUnixMs
 	}
 	return 0
+}
+
+func (x *MessageRecord) GetInternal() bool {
+	if x != nil {
+		return x.Internal
+	}
+	return false
 }
 
 // ClientIDRecord remembers the seq a client_id was given, for idempotent
@@ -649,6 +663,7 @@ type Command struct {
 	//	*Command_SetVisitorContact
 	//	*Command_AddVisitorConversation
 	//	*Command_UpdateTenant
+	//	*Command_SetStatus
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -835,6 +850,15 @@ func (x *Command) GetUpdateTenant() *UpdateTenant {
 	return nil
 }
 
+func (x *Command) GetSetStatus() *SetConversationStatus {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetStatus); ok {
+			return x.SetStatus
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -903,6 +927,10 @@ type Command_UpdateTenant struct {
 	UpdateTenant *UpdateTenant `protobuf:"bytes,16,opt,name=update_tenant,json=updateTenant,proto3,oneof"`
 }
 
+type Command_SetStatus struct {
+	SetStatus *SetConversationStatus `protobuf:"bytes,17,opt,name=set_status,json=setStatus,proto3,oneof"`
+}
+
 func (*Command_Post) isCommand_Op() {}
 
 func (*Command_Assign) isCommand_Op() {}
@@ -935,6 +963,8 @@ func (*Command_AddVisitorConversation) isCommand_Op() {}
 
 func (*Command_UpdateTenant) isCommand_Op() {}
 
+func (*Command_SetStatus) isCommand_Op() {}
+
 // PostMessage appends a message. A conversation that does not exist yet is
 // created, open, for visitor_id. A client_id seen before in the conversation
 // stores nothing and answers the seq it got the first time.
@@ -947,8 +977,11 @@ type PostMessage struct {
 	ClientId       string                 `protobuf:"bytes,5,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	Body           string                 `protobuf:"bytes,6,opt,name=body,proto3" json:"body,omitempty"`
 	UnixMs         int64                  `protobuf:"varint,7,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// internal makes the message an agents' note: the visitor never sees
+	// it, and it leaves the conversation's status as it is.
+	Internal      bool `protobuf:"varint,8,opt,name=internal,proto3" json:"internal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PostMessage) Reset() {
@@ -1028,6 +1061,13 @@ func (x *PostMessage) GetUnixMs() int64 {
 		return x.UnixMs
 	}
 	return 0
+}
+
+func (x *PostMessage) GetInternal() bool {
+	if x != nil {
+		return x.Internal
+	}
+	return false
 }
 
 type AssignConversation struct {
@@ -1150,6 +1190,67 @@ func (x *CloseConversation) GetUnixMs() int64 {
 	return 0
 }
 
+// SetConversationStatus sets a conversation open, pending or closed.
+type SetConversationStatus struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TenantId       []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	ConversationId []byte                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	Status         ConversationStatus     `protobuf:"varint,3,opt,name=status,proto3,enum=chatpacket.actors.v1.ConversationStatus" json:"status,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SetConversationStatus) Reset() {
+	*x = SetConversationStatus{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetConversationStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetConversationStatus) ProtoMessage() {}
+
+func (x *SetConversationStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetConversationStatus.ProtoReflect.Descriptor instead.
+func (*SetConversationStatus) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SetConversationStatus) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *SetConversationStatus) GetConversationId() []byte {
+	if x != nil {
+		return x.ConversationId
+	}
+	return nil
+}
+
+func (x *SetConversationStatus) GetStatus() ConversationStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ConversationStatus_CONVERSATION_STATUS_UNSPECIFIED
+}
+
 type MarkRead struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	TenantId       []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -1162,7 +1263,7 @@ type MarkRead struct {
 
 func (x *MarkRead) Reset() {
 	*x = MarkRead{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[8]
+	mi := &file_actors_actorspb_records_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1275,7 @@ func (x *MarkRead) String() string {
 func (*MarkRead) ProtoMessage() {}
 
 func (x *MarkRead) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[8]
+	mi := &file_actors_actorspb_records_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1288,7 @@ func (x *MarkRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkRead.ProtoReflect.Descriptor instead.
 func (*MarkRead) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{8}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MarkRead) GetTenantId() []byte {
@@ -1236,7 +1337,7 @@ type TenantRecord struct {
 
 func (x *TenantRecord) Reset() {
 	*x = TenantRecord{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[9]
+	mi := &file_actors_actorspb_records_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1349,7 @@ func (x *TenantRecord) String() string {
 func (*TenantRecord) ProtoMessage() {}
 
 func (x *TenantRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[9]
+	mi := &file_actors_actorspb_records_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1362,7 @@ func (x *TenantRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantRecord.ProtoReflect.Descriptor instead.
 func (*TenantRecord) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{9}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TenantRecord) GetId() []byte {
@@ -1330,7 +1431,7 @@ type AgentRecord struct {
 
 func (x *AgentRecord) Reset() {
 	*x = AgentRecord{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[10]
+	mi := &file_actors_actorspb_records_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1443,7 @@ func (x *AgentRecord) String() string {
 func (*AgentRecord) ProtoMessage() {}
 
 func (x *AgentRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[10]
+	mi := &file_actors_actorspb_records_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1456,7 @@ func (x *AgentRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRecord.ProtoReflect.Descriptor instead.
 func (*AgentRecord) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{10}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AgentRecord) GetId() []byte {
@@ -1420,7 +1521,7 @@ type IndexRecord struct {
 
 func (x *IndexRecord) Reset() {
 	*x = IndexRecord{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[11]
+	mi := &file_actors_actorspb_records_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1533,7 @@ func (x *IndexRecord) String() string {
 func (*IndexRecord) ProtoMessage() {}
 
 func (x *IndexRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[11]
+	mi := &file_actors_actorspb_records_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1546,7 @@ func (x *IndexRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexRecord.ProtoReflect.Descriptor instead.
 func (*IndexRecord) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{11}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IndexRecord) GetTenantId() []byte {
@@ -1474,13 +1575,15 @@ type TokenRecord struct {
 	ExpiresUnixMs int64                  `protobuf:"varint,5,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"` // 0: does not expire
 	Name          string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`                                           // API tokens: the name given at creation
 	CreatedUnixMs int64                  `protobuf:"varint,7,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	Email         string                 `protobuf:"bytes,8,opt,name=email,proto3" json:"email,omitempty"`                               // invitations: whom
+	Role          Role                   `protobuf:"varint,9,opt,name=role,proto3,enum=chatpacket.actors.v1.Role" json:"role,omitempty"` // invitations: as what
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TokenRecord) Reset() {
 	*x = TokenRecord{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[12]
+	mi := &file_actors_actorspb_records_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +1595,7 @@ func (x *TokenRecord) String() string {
 func (*TokenRecord) ProtoMessage() {}
 
 func (x *TokenRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[12]
+	mi := &file_actors_actorspb_records_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +1608,7 @@ func (x *TokenRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRecord.ProtoReflect.Descriptor instead.
 func (*TokenRecord) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{12}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TokenRecord) GetKind() TokenKind {
@@ -1557,6 +1660,20 @@ func (x *TokenRecord) GetCreatedUnixMs() int64 {
 	return 0
 }
 
+func (x *TokenRecord) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *TokenRecord) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
 // VisitorRecord is a widget visitor, sealed under the visitor's subject key:
 // erasing the visitor erases all of it, IP address included.
 type VisitorRecord struct {
@@ -1575,7 +1692,7 @@ type VisitorRecord struct {
 
 func (x *VisitorRecord) Reset() {
 	*x = VisitorRecord{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[13]
+	mi := &file_actors_actorspb_records_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1704,7 @@ func (x *VisitorRecord) String() string {
 func (*VisitorRecord) ProtoMessage() {}
 
 func (x *VisitorRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[13]
+	mi := &file_actors_actorspb_records_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1717,7 @@ func (x *VisitorRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VisitorRecord.ProtoReflect.Descriptor instead.
 func (*VisitorRecord) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{13}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *VisitorRecord) GetId() []byte {
@@ -1666,7 +1783,7 @@ type VisitorTech struct {
 
 func (x *VisitorTech) Reset() {
 	*x = VisitorTech{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[14]
+	mi := &file_actors_actorspb_records_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1795,7 @@ func (x *VisitorTech) String() string {
 func (*VisitorTech) ProtoMessage() {}
 
 func (x *VisitorTech) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[14]
+	mi := &file_actors_actorspb_records_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1808,7 @@ func (x *VisitorTech) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VisitorTech.ProtoReflect.Descriptor instead.
 func (*VisitorTech) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{14}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *VisitorTech) GetIp() string {
@@ -1743,7 +1860,7 @@ type PageViewRecord struct {
 
 func (x *PageViewRecord) Reset() {
 	*x = PageViewRecord{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[15]
+	mi := &file_actors_actorspb_records_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +1872,7 @@ func (x *PageViewRecord) String() string {
 func (*PageViewRecord) ProtoMessage() {}
 
 func (x *PageViewRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[15]
+	mi := &file_actors_actorspb_records_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +1885,7 @@ func (x *PageViewRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageViewRecord.ProtoReflect.Descriptor instead.
 func (*PageViewRecord) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{15}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PageViewRecord) GetUrl() string {
@@ -1817,7 +1934,7 @@ type IndexName struct {
 
 func (x *IndexName) Reset() {
 	*x = IndexName{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[16]
+	mi := &file_actors_actorspb_records_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +1946,7 @@ func (x *IndexName) String() string {
 func (*IndexName) ProtoMessage() {}
 
 func (x *IndexName) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[16]
+	mi := &file_actors_actorspb_records_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +1959,7 @@ func (x *IndexName) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexName.ProtoReflect.Descriptor instead.
 func (*IndexName) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{16}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *IndexName) GetScope() IndexScope {
@@ -1889,7 +2006,7 @@ type ClaimIndex struct {
 
 func (x *ClaimIndex) Reset() {
 	*x = ClaimIndex{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[17]
+	mi := &file_actors_actorspb_records_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2018,7 @@ func (x *ClaimIndex) String() string {
 func (*ClaimIndex) ProtoMessage() {}
 
 func (x *ClaimIndex) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[17]
+	mi := &file_actors_actorspb_records_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2031,7 @@ func (x *ClaimIndex) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimIndex.ProtoReflect.Descriptor instead.
 func (*ClaimIndex) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{17}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ClaimIndex) GetRecord() *IndexRecord {
@@ -1947,7 +2064,7 @@ type CreateTenant struct {
 
 func (x *CreateTenant) Reset() {
 	*x = CreateTenant{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[18]
+	mi := &file_actors_actorspb_records_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2076,7 @@ func (x *CreateTenant) String() string {
 func (*CreateTenant) ProtoMessage() {}
 
 func (x *CreateTenant) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[18]
+	mi := &file_actors_actorspb_records_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2089,7 @@ func (x *CreateTenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenant.ProtoReflect.Descriptor instead.
 func (*CreateTenant) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{18}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateTenant) GetTenant() *TenantRecord {
@@ -1991,7 +2108,7 @@ type CreateAgent struct {
 
 func (x *CreateAgent) Reset() {
 	*x = CreateAgent{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[19]
+	mi := &file_actors_actorspb_records_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2120,7 @@ func (x *CreateAgent) String() string {
 func (*CreateAgent) ProtoMessage() {}
 
 func (x *CreateAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[19]
+	mi := &file_actors_actorspb_records_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2133,7 @@ func (x *CreateAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAgent.ProtoReflect.Descriptor instead.
 func (*CreateAgent) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{19}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateAgent) GetAgent() *AgentRecord {
@@ -2036,7 +2153,7 @@ type PutToken struct {
 
 func (x *PutToken) Reset() {
 	*x = PutToken{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[20]
+	mi := &file_actors_actorspb_records_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2165,7 @@ func (x *PutToken) String() string {
 func (*PutToken) ProtoMessage() {}
 
 func (x *PutToken) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[20]
+	mi := &file_actors_actorspb_records_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2178,7 @@ func (x *PutToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
 func (*PutToken) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{20}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PutToken) GetHash() []byte {
@@ -2087,7 +2204,7 @@ type DeleteToken struct {
 
 func (x *DeleteToken) Reset() {
 	*x = DeleteToken{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[21]
+	mi := &file_actors_actorspb_records_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2216,7 @@ func (x *DeleteToken) String() string {
 func (*DeleteToken) ProtoMessage() {}
 
 func (x *DeleteToken) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[21]
+	mi := &file_actors_actorspb_records_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2229,7 @@ func (x *DeleteToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteToken.ProtoReflect.Descriptor instead.
 func (*DeleteToken) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{21}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteToken) GetHash() []byte {
@@ -2131,7 +2248,7 @@ type CreateVisitor struct {
 
 func (x *CreateVisitor) Reset() {
 	*x = CreateVisitor{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[22]
+	mi := &file_actors_actorspb_records_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2260,7 @@ func (x *CreateVisitor) String() string {
 func (*CreateVisitor) ProtoMessage() {}
 
 func (x *CreateVisitor) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[22]
+	mi := &file_actors_actorspb_records_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2273,7 @@ func (x *CreateVisitor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVisitor.ProtoReflect.Descriptor instead.
 func (*CreateVisitor) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{22}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateVisitor) GetVisitor() *VisitorRecord {
@@ -2180,7 +2297,7 @@ type InboxEntry struct {
 
 func (x *InboxEntry) Reset() {
 	*x = InboxEntry{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[23]
+	mi := &file_actors_actorspb_records_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2309,7 @@ func (x *InboxEntry) String() string {
 func (*InboxEntry) ProtoMessage() {}
 
 func (x *InboxEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[23]
+	mi := &file_actors_actorspb_records_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2322,7 @@ func (x *InboxEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboxEntry.ProtoReflect.Descriptor instead.
 func (*InboxEntry) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{23}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *InboxEntry) GetConversationId() []byte {
@@ -2243,7 +2360,7 @@ type TouchVisitor struct {
 
 func (x *TouchVisitor) Reset() {
 	*x = TouchVisitor{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[24]
+	mi := &file_actors_actorspb_records_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2372,7 @@ func (x *TouchVisitor) String() string {
 func (*TouchVisitor) ProtoMessage() {}
 
 func (x *TouchVisitor) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[24]
+	mi := &file_actors_actorspb_records_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2385,7 @@ func (x *TouchVisitor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TouchVisitor.ProtoReflect.Descriptor instead.
 func (*TouchVisitor) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{24}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TouchVisitor) GetTenantId() []byte {
@@ -2313,7 +2430,7 @@ type SetVisitorContact struct {
 
 func (x *SetVisitorContact) Reset() {
 	*x = SetVisitorContact{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[25]
+	mi := &file_actors_actorspb_records_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2442,7 @@ func (x *SetVisitorContact) String() string {
 func (*SetVisitorContact) ProtoMessage() {}
 
 func (x *SetVisitorContact) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[25]
+	mi := &file_actors_actorspb_records_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2455,7 @@ func (x *SetVisitorContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetVisitorContact.ProtoReflect.Descriptor instead.
 func (*SetVisitorContact) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{25}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetVisitorContact) GetTenantId() []byte {
@@ -2380,7 +2497,7 @@ type AddPageView struct {
 
 func (x *AddPageView) Reset() {
 	*x = AddPageView{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[26]
+	mi := &file_actors_actorspb_records_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2392,7 +2509,7 @@ func (x *AddPageView) String() string {
 func (*AddPageView) ProtoMessage() {}
 
 func (x *AddPageView) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[26]
+	mi := &file_actors_actorspb_records_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2405,7 +2522,7 @@ func (x *AddPageView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPageView.ProtoReflect.Descriptor instead.
 func (*AddPageView) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{26}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AddPageView) GetTenantId() []byte {
@@ -2442,7 +2559,7 @@ type VisitorConversation struct {
 
 func (x *VisitorConversation) Reset() {
 	*x = VisitorConversation{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[27]
+	mi := &file_actors_actorspb_records_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2454,7 +2571,7 @@ func (x *VisitorConversation) String() string {
 func (*VisitorConversation) ProtoMessage() {}
 
 func (x *VisitorConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[27]
+	mi := &file_actors_actorspb_records_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2584,7 @@ func (x *VisitorConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VisitorConversation.ProtoReflect.Descriptor instead.
 func (*VisitorConversation) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{27}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *VisitorConversation) GetConversationId() []byte {
@@ -2495,7 +2612,7 @@ type AddVisitorConversation struct {
 
 func (x *AddVisitorConversation) Reset() {
 	*x = AddVisitorConversation{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[28]
+	mi := &file_actors_actorspb_records_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2624,7 @@ func (x *AddVisitorConversation) String() string {
 func (*AddVisitorConversation) ProtoMessage() {}
 
 func (x *AddVisitorConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[28]
+	mi := &file_actors_actorspb_records_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2637,7 @@ func (x *AddVisitorConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVisitorConversation.ProtoReflect.Descriptor instead.
 func (*AddVisitorConversation) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{28}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AddVisitorConversation) GetTenantId() []byte {
@@ -2559,7 +2676,7 @@ type UpdateTenant struct {
 
 func (x *UpdateTenant) Reset() {
 	*x = UpdateTenant{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[29]
+	mi := &file_actors_actorspb_records_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +2688,7 @@ func (x *UpdateTenant) String() string {
 func (*UpdateTenant) ProtoMessage() {}
 
 func (x *UpdateTenant) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[29]
+	mi := &file_actors_actorspb_records_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +2701,7 @@ func (x *UpdateTenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenant.ProtoReflect.Descriptor instead.
 func (*UpdateTenant) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{29}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UpdateTenant) GetTenantId() []byte {
@@ -2632,7 +2749,7 @@ type AddToInbox struct {
 
 func (x *AddToInbox) Reset() {
 	*x = AddToInbox{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[30]
+	mi := &file_actors_actorspb_records_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2761,7 @@ func (x *AddToInbox) String() string {
 func (*AddToInbox) ProtoMessage() {}
 
 func (x *AddToInbox) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[30]
+	mi := &file_actors_actorspb_records_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2774,7 @@ func (x *AddToInbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddToInbox.ProtoReflect.Descriptor instead.
 func (*AddToInbox) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{30}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AddToInbox) GetTenantId() []byte {
@@ -2687,7 +2804,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[31]
+	mi := &file_actors_actorspb_records_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2816,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[31]
+	mi := &file_actors_actorspb_records_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2829,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{31}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Result) GetSeq() uint64 {
@@ -2756,7 +2873,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[32]
+	mi := &file_actors_actorspb_records_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2768,7 +2885,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[32]
+	mi := &file_actors_actorspb_records_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2781,7 +2898,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{32}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Reply) GetResult() *Result {
@@ -2816,7 +2933,7 @@ type AppliedRecord struct {
 
 func (x *AppliedRecord) Reset() {
 	*x = AppliedRecord{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[33]
+	mi := &file_actors_actorspb_records_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2828,7 +2945,7 @@ func (x *AppliedRecord) String() string {
 func (*AppliedRecord) ProtoMessage() {}
 
 func (x *AppliedRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[33]
+	mi := &file_actors_actorspb_records_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2841,7 +2958,7 @@ func (x *AppliedRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRecord.ProtoReflect.Descriptor instead.
 func (*AppliedRecord) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{33}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AppliedRecord) GetIndex() uint64 {
@@ -2867,7 +2984,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[34]
+	mi := &file_actors_actorspb_records_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2879,7 +2996,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[34]
+	mi := &file_actors_actorspb_records_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2892,7 +3009,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{34}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SnapshotRecord) GetKey() []byte {
@@ -2946,7 +3063,7 @@ type RecordRead struct {
 
 func (x *RecordRead) Reset() {
 	*x = RecordRead{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[35]
+	mi := &file_actors_actorspb_records_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2958,7 +3075,7 @@ func (x *RecordRead) String() string {
 func (*RecordRead) ProtoMessage() {}
 
 func (x *RecordRead) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[35]
+	mi := &file_actors_actorspb_records_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2971,7 +3088,7 @@ func (x *RecordRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordRead.ProtoReflect.Descriptor instead.
 func (*RecordRead) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{35}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RecordRead) GetKey() []byte {
@@ -3013,7 +3130,7 @@ type RecordReadResult struct {
 
 func (x *RecordReadResult) Reset() {
 	*x = RecordReadResult{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[36]
+	mi := &file_actors_actorspb_records_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3025,7 +3142,7 @@ func (x *RecordReadResult) String() string {
 func (*RecordReadResult) ProtoMessage() {}
 
 func (x *RecordReadResult) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[36]
+	mi := &file_actors_actorspb_records_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3038,7 +3155,7 @@ func (x *RecordReadResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordReadResult.ProtoReflect.Descriptor instead.
 func (*RecordReadResult) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{36}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RecordReadResult) GetRecords() []*RawRecord {
@@ -3073,7 +3190,7 @@ type RawRecord struct {
 
 func (x *RawRecord) Reset() {
 	*x = RawRecord{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[37]
+	mi := &file_actors_actorspb_records_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3202,7 @@ func (x *RawRecord) String() string {
 func (*RawRecord) ProtoMessage() {}
 
 func (x *RawRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[37]
+	mi := &file_actors_actorspb_records_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3215,7 @@ func (x *RawRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RawRecord.ProtoReflect.Descriptor instead.
 func (*RawRecord) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{37}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RawRecord) GetKey() []byte {
@@ -3144,15 +3261,16 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\bread_seq\x18\t \x03(\v25.chatpacket.actors.v1.ConversationRecord.ReadSeqEntryR\areadSeq\x1a:\n" +
 	"\fReadSeqEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb0\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xcc\x01\n" +
 	"\rMessageRecord\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x124\n" +
 	"\x06author\x18\x02 \x01(\v2\x1c.chatpacket.actors.v1.AuthorR\x06author\x12\x12\n" +
 	"\x04body\x18\x03 \x01(\tR\x04body\x12\x1b\n" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"\"\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x1a\n" +
+	"\binternal\x18\x06 \x01(\bR\binternal\"\"\n" +
 	"\x0eClientIDRecord\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xa3\t\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xf1\t\n" +
 	"\aCommand\x127\n" +
 	"\x04post\x18\x01 \x01(\v2!.chatpacket.actors.v1.PostMessageH\x00R\x04post\x12B\n" +
 	"\x06assign\x18\x02 \x01(\v2(.chatpacket.actors.v1.AssignConversationH\x00R\x06assign\x12?\n" +
@@ -3172,8 +3290,10 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\radd_page_view\x18\r \x01(\v2!.chatpacket.actors.v1.AddPageViewH\x00R\vaddPageView\x12Y\n" +
 	"\x13set_visitor_contact\x18\x0e \x01(\v2'.chatpacket.actors.v1.SetVisitorContactH\x00R\x11setVisitorContact\x12h\n" +
 	"\x18add_visitor_conversation\x18\x0f \x01(\v2,.chatpacket.actors.v1.AddVisitorConversationH\x00R\x16addVisitorConversation\x12I\n" +
-	"\rupdate_tenant\x18\x10 \x01(\v2\".chatpacket.actors.v1.UpdateTenantH\x00R\fupdateTenantB\x04\n" +
-	"\x02op\"\xf2\x01\n" +
+	"\rupdate_tenant\x18\x10 \x01(\v2\".chatpacket.actors.v1.UpdateTenantH\x00R\fupdateTenant\x12L\n" +
+	"\n" +
+	"set_status\x18\x11 \x01(\v2+.chatpacket.actors.v1.SetConversationStatusH\x00R\tsetStatusB\x04\n" +
+	"\x02op\"\x8e\x02\n" +
 	"\vPostMessage\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\fR\x0econversationId\x12\x1d\n" +
@@ -3182,7 +3302,8 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x06author\x18\x04 \x01(\v2\x1c.chatpacket.actors.v1.AuthorR\x06author\x12\x1b\n" +
 	"\tclient_id\x18\x05 \x01(\tR\bclientId\x12\x12\n" +
 	"\x04body\x18\x06 \x01(\tR\x04body\x12\x17\n" +
-	"\aunix_ms\x18\a \x01(\x03R\x06unixMs\"{\n" +
+	"\aunix_ms\x18\a \x01(\x03R\x06unixMs\x12\x1a\n" +
+	"\binternal\x18\b \x01(\bR\binternal\"{\n" +
 	"\x12AssignConversation\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\fR\x0econversationId\x12\x1f\n" +
@@ -3191,7 +3312,11 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x11CloseConversation\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\fR\x0econversationId\x12\x17\n" +
-	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs\"\x7f\n" +
+	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs\"\x9f\x01\n" +
+	"\x15SetConversationStatus\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
+	"\x0fconversation_id\x18\x02 \x01(\fR\x0econversationId\x12@\n" +
+	"\x06status\x18\x03 \x01(\x0e2(.chatpacket.actors.v1.ConversationStatusR\x06status\"\x7f\n" +
 	"\bMarkRead\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\fR\x0econversationId\x12\x1b\n" +
@@ -3216,7 +3341,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\"G\n" +
 	"\vIndexRecord\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1b\n" +
-	"\ttarget_id\x18\x02 \x01(\fR\btargetId\"\x81\x02\n" +
+	"\ttarget_id\x18\x02 \x01(\fR\btargetId\"\xc7\x02\n" +
 	"\vTokenRecord\x123\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1f.chatpacket.actors.v1.TokenKindR\x04kind\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12\x1d\n" +
@@ -3226,7 +3351,9 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"csrf_token\x18\x04 \x01(\tR\tcsrfToken\x12&\n" +
 	"\x0fexpires_unix_ms\x18\x05 \x01(\x03R\rexpiresUnixMs\x12\x12\n" +
 	"\x04name\x18\x06 \x01(\tR\x04name\x12&\n" +
-	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\"\x8e\x02\n" +
+	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\x12\x14\n" +
+	"\x05email\x18\b \x01(\tR\x05email\x12.\n" +
+	"\x04role\x18\t \x01(\x0e2\x1a.chatpacket.actors.v1.RoleR\x04role\"\x8e\x02\n" +
 	"\rVisitorRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12&\n" +
@@ -3345,11 +3472,12 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x17AUTHOR_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13AUTHOR_KIND_VISITOR\x10\x01\x12\x15\n" +
 	"\x11AUTHOR_KIND_AGENT\x10\x02\x12\x16\n" +
-	"\x12AUTHOR_KIND_SYSTEM\x10\x03*w\n" +
+	"\x12AUTHOR_KIND_SYSTEM\x10\x03*\x98\x01\n" +
 	"\x12ConversationStatus\x12#\n" +
 	"\x1fCONVERSATION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONVERSATION_STATUS_OPEN\x10\x01\x12\x1e\n" +
-	"\x1aCONVERSATION_STATUS_CLOSED\x10\x02*L\n" +
+	"\x1aCONVERSATION_STATUS_CLOSED\x10\x02\x12\x1f\n" +
+	"\x1bCONVERSATION_STATUS_PENDING\x10\x03*L\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3362,12 +3490,13 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"IndexScope\x12\x1b\n" +
 	"\x17INDEX_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12INDEX_SCOPE_GLOBAL\x10\x01\x12\x16\n" +
-	"\x12INDEX_SCOPE_TENANT\x10\x02*k\n" +
+	"\x12INDEX_SCOPE_TENANT\x10\x02*\x86\x01\n" +
 	"\tTokenKind\x12\x1a\n" +
 	"\x16TOKEN_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TOKEN_KIND_SESSION\x10\x01\x12\x12\n" +
 	"\x0eTOKEN_KIND_API\x10\x02\x12\x16\n" +
-	"\x12TOKEN_KIND_VISITOR\x10\x03*\x99\x01\n" +
+	"\x12TOKEN_KIND_VISITOR\x10\x03\x12\x19\n" +
+	"\x15TOKEN_KIND_INVITATION\x10\x04*\x99\x01\n" +
 	"\tErrorCode\x12\x13\n" +
 	"\x0fERROR_CODE_NONE\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_NOT_FOUND\x10\x01\x12\x16\n" +
@@ -3389,7 +3518,7 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),                // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),        // 1: chatpacket.actors.v1.ConversationStatus
@@ -3405,85 +3534,89 @@ var file_actors_actorspb_records_proto_goTypes = []any{
 	(*PostMessage)(nil),            // 11: chatpacket.actors.v1.PostMessage
 	(*AssignConversation)(nil),     // 12: chatpacket.actors.v1.AssignConversation
 	(*CloseConversation)(nil),      // 13: chatpacket.actors.v1.CloseConversation
-	(*MarkRead)(nil),               // 14: chatpacket.actors.v1.MarkRead
-	(*TenantRecord)(nil),           // 15: chatpacket.actors.v1.TenantRecord
-	(*AgentRecord)(nil),            // 16: chatpacket.actors.v1.AgentRecord
-	(*IndexRecord)(nil),            // 17: chatpacket.actors.v1.IndexRecord
-	(*TokenRecord)(nil),            // 18: chatpacket.actors.v1.TokenRecord
-	(*VisitorRecord)(nil),          // 19: chatpacket.actors.v1.VisitorRecord
-	(*VisitorTech)(nil),            // 20: chatpacket.actors.v1.VisitorTech
-	(*PageViewRecord)(nil),         // 21: chatpacket.actors.v1.PageViewRecord
-	(*IndexName)(nil),              // 22: chatpacket.actors.v1.IndexName
-	(*ClaimIndex)(nil),             // 23: chatpacket.actors.v1.ClaimIndex
-	(*CreateTenant)(nil),           // 24: chatpacket.actors.v1.CreateTenant
-	(*CreateAgent)(nil),            // 25: chatpacket.actors.v1.CreateAgent
-	(*PutToken)(nil),               // 26: chatpacket.actors.v1.PutToken
-	(*DeleteToken)(nil),            // 27: chatpacket.actors.v1.DeleteToken
-	(*CreateVisitor)(nil),          // 28: chatpacket.actors.v1.CreateVisitor
-	(*InboxEntry)(nil),             // 29: chatpacket.actors.v1.InboxEntry
-	(*TouchVisitor)(nil),           // 30: chatpacket.actors.v1.TouchVisitor
-	(*SetVisitorContact)(nil),      // 31: chatpacket.actors.v1.SetVisitorContact
-	(*AddPageView)(nil),            // 32: chatpacket.actors.v1.AddPageView
-	(*VisitorConversation)(nil),    // 33: chatpacket.actors.v1.VisitorConversation
-	(*AddVisitorConversation)(nil), // 34: chatpacket.actors.v1.AddVisitorConversation
-	(*UpdateTenant)(nil),           // 35: chatpacket.actors.v1.UpdateTenant
-	(*AddToInbox)(nil),             // 36: chatpacket.actors.v1.AddToInbox
-	(*Result)(nil),                 // 37: chatpacket.actors.v1.Result
-	(*Reply)(nil),                  // 38: chatpacket.actors.v1.Reply
-	(*AppliedRecord)(nil),          // 39: chatpacket.actors.v1.AppliedRecord
-	(*SnapshotRecord)(nil),         // 40: chatpacket.actors.v1.SnapshotRecord
-	(*RecordRead)(nil),             // 41: chatpacket.actors.v1.RecordRead
-	(*RecordReadResult)(nil),       // 42: chatpacket.actors.v1.RecordReadResult
-	(*RawRecord)(nil),              // 43: chatpacket.actors.v1.RawRecord
-	nil,                            // 44: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	(*SetConversationStatus)(nil),  // 14: chatpacket.actors.v1.SetConversationStatus
+	(*MarkRead)(nil),               // 15: chatpacket.actors.v1.MarkRead
+	(*TenantRecord)(nil),           // 16: chatpacket.actors.v1.TenantRecord
+	(*AgentRecord)(nil),            // 17: chatpacket.actors.v1.AgentRecord
+	(*IndexRecord)(nil),            // 18: chatpacket.actors.v1.IndexRecord
+	(*TokenRecord)(nil),            // 19: chatpacket.actors.v1.TokenRecord
+	(*VisitorRecord)(nil),          // 20: chatpacket.actors.v1.VisitorRecord
+	(*VisitorTech)(nil),            // 21: chatpacket.actors.v1.VisitorTech
+	(*PageViewRecord)(nil),         // 22: chatpacket.actors.v1.PageViewRecord
+	(*IndexName)(nil),              // 23: chatpacket.actors.v1.IndexName
+	(*ClaimIndex)(nil),             // 24: chatpacket.actors.v1.ClaimIndex
+	(*CreateTenant)(nil),           // 25: chatpacket.actors.v1.CreateTenant
+	(*CreateAgent)(nil),            // 26: chatpacket.actors.v1.CreateAgent
+	(*PutToken)(nil),               // 27: chatpacket.actors.v1.PutToken
+	(*DeleteToken)(nil),            // 28: chatpacket.actors.v1.DeleteToken
+	(*CreateVisitor)(nil),          // 29: chatpacket.actors.v1.CreateVisitor
+	(*InboxEntry)(nil),             // 30: chatpacket.actors.v1.InboxEntry
+	(*TouchVisitor)(nil),           // 31: chatpacket.actors.v1.TouchVisitor
+	(*SetVisitorContact)(nil),      // 32: chatpacket.actors.v1.SetVisitorContact
+	(*AddPageView)(nil),            // 33: chatpacket.actors.v1.AddPageView
+	(*VisitorConversation)(nil),    // 34: chatpacket.actors.v1.VisitorConversation
+	(*AddVisitorConversation)(nil), // 35: chatpacket.actors.v1.AddVisitorConversation
+	(*UpdateTenant)(nil),           // 36: chatpacket.actors.v1.UpdateTenant
+	(*AddToInbox)(nil),             // 37: chatpacket.actors.v1.AddToInbox
+	(*Result)(nil),                 // 38: chatpacket.actors.v1.Result
+	(*Reply)(nil),                  // 39: chatpacket.actors.v1.Reply
+	(*AppliedRecord)(nil),          // 40: chatpacket.actors.v1.AppliedRecord
+	(*SnapshotRecord)(nil),         // 41: chatpacket.actors.v1.SnapshotRecord
+	(*RecordRead)(nil),             // 42: chatpacket.actors.v1.RecordRead
+	(*RecordReadResult)(nil),       // 43: chatpacket.actors.v1.RecordReadResult
+	(*RawRecord)(nil),              // 44: chatpacket.actors.v1.RawRecord
+	nil,                            // 45: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	44, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	45, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 	6,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
 	11, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
 	12, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
 	13, // 6: chatpacket.actors.v1.Command.close:type_name -> chatpacket.actors.v1.CloseConversation
-	14, // 7: chatpacket.actors.v1.Command.mark_read:type_name -> chatpacket.actors.v1.MarkRead
-	23, // 8: chatpacket.actors.v1.Command.claim_index:type_name -> chatpacket.actors.v1.ClaimIndex
-	24, // 9: chatpacket.actors.v1.Command.create_tenant:type_name -> chatpacket.actors.v1.CreateTenant
-	25, // 10: chatpacket.actors.v1.Command.create_agent:type_name -> chatpacket.actors.v1.CreateAgent
-	26, // 11: chatpacket.actors.v1.Command.put_token:type_name -> chatpacket.actors.v1.PutToken
-	27, // 12: chatpacket.actors.v1.Command.delete_token:type_name -> chatpacket.actors.v1.DeleteToken
-	28, // 13: chatpacket.actors.v1.Command.create_visitor:type_name -> chatpacket.actors.v1.CreateVisitor
-	36, // 14: chatpacket.actors.v1.Command.add_to_inbox:type_name -> chatpacket.actors.v1.AddToInbox
-	30, // 15: chatpacket.actors.v1.Command.touch_visitor:type_name -> chatpacket.actors.v1.TouchVisitor
-	32, // 16: chatpacket.actors.v1.Command.add_page_view:type_name -> chatpacket.actors.v1.AddPageView
-	31, // 17: chatpacket.actors.v1.Command.set_visitor_contact:type_name -> chatpacket.actors.v1.SetVisitorContact
-	34, // 18: chatpacket.actors.v1.Command.add_visitor_conversation:type_name -> chatpacket.actors.v1.AddVisitorConversation
-	35, // 19: chatpacket.actors.v1.Command.update_tenant:type_name -> chatpacket.actors.v1.UpdateTenant
-	6,  // 20: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
-	2,  // 21: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
-	4,  // 22: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
-	20, // 23: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	3,  // 24: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
-	17, // 25: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	17, // 26: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
-	22, // 27: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
-	15, // 28: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	16, // 29: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	18, // 30: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	19, // 31: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	20, // 32: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	21, // 33: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	33, // 34: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
-	29, // 35: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
-	7,  // 36: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	37, // 37: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
-	5,  // 38: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
-	43, // 39: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
-	5,  // 40: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	15, // 7: chatpacket.actors.v1.Command.mark_read:type_name -> chatpacket.actors.v1.MarkRead
+	24, // 8: chatpacket.actors.v1.Command.claim_index:type_name -> chatpacket.actors.v1.ClaimIndex
+	25, // 9: chatpacket.actors.v1.Command.create_tenant:type_name -> chatpacket.actors.v1.CreateTenant
+	26, // 10: chatpacket.actors.v1.Command.create_agent:type_name -> chatpacket.actors.v1.CreateAgent
+	27, // 11: chatpacket.actors.v1.Command.put_token:type_name -> chatpacket.actors.v1.PutToken
+	28, // 12: chatpacket.actors.v1.Command.delete_token:type_name -> chatpacket.actors.v1.DeleteToken
+	29, // 13: chatpacket.actors.v1.Command.create_visitor:type_name -> chatpacket.actors.v1.CreateVisitor
+	37, // 14: chatpacket.actors.v1.Command.add_to_inbox:type_name -> chatpacket.actors.v1.AddToInbox
+	31, // 15: chatpacket.actors.v1.Command.touch_visitor:type_name -> chatpacket.actors.v1.TouchVisitor
+	33, // 16: chatpacket.actors.v1.Command.add_page_view:type_name -> chatpacket.actors.v1.AddPageView
+	32, // 17: chatpacket.actors.v1.Command.set_visitor_contact:type_name -> chatpacket.actors.v1.SetVisitorContact
+	35, // 18: chatpacket.actors.v1.Command.add_visitor_conversation:type_name -> chatpacket.actors.v1.AddVisitorConversation
+	36, // 19: chatpacket.actors.v1.Command.update_tenant:type_name -> chatpacket.actors.v1.UpdateTenant
+	14, // 20: chatpacket.actors.v1.Command.set_status:type_name -> chatpacket.actors.v1.SetConversationStatus
+	6,  // 21: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	1,  // 22: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
+	2,  // 23: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
+	4,  // 24: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
+	2,  // 25: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
+	21, // 26: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	3,  // 27: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
+	18, // 28: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	18, // 29: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	23, // 30: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
+	16, // 31: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	17, // 32: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	19, // 33: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	20, // 34: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	21, // 35: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	22, // 36: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	34, // 37: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
+	30, // 38: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
+	7,  // 39: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	38, // 40: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
+	5,  // 41: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
+	44, // 42: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
+	5,  // 43: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -3508,6 +3641,7 @@ func file_actors_actorspb_records_proto_init() {
 		(*Command_SetVisitorContact)(nil),
 		(*Command_AddVisitorConversation)(nil),
 		(*Command_UpdateTenant)(nil),
+		(*Command_SetStatus)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3515,7 +3649,7 @@ func file_actors_actorspb_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -71,6 +71,7 @@ type PostRequest struct {
 	Author        *actorspb.Author       `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
 	ClientId      string                 `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	Body          string                 `protobuf:"bytes,5,opt,name=body,proto3" json:"body,omitempty"`
+	Internal      bool                   `protobuf:"varint,6,opt,name=internal,proto3" json:"internal,omitempty"` // an agents' note
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -138,6 +139,13 @@ func (x *PostRequest) GetBody() string {
 		return x.Body
 	}
 	return ""
+}
+
+func (x *PostRequest) GetInternal() bool {
+	if x != nil {
+		return x.Internal
+	}
+	return false
 }
 
 type PostResponse struct {
@@ -267,7 +275,8 @@ type Message struct {
 	Body          string                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
 	ClientId      string                 `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
-	Erased        bool                   `protobuf:"varint,6,opt,name=erased,proto3" json:"erased,omitempty"` // the visitor was erased: only the place remains
+	Erased        bool                   `protobuf:"varint,6,opt,name=erased,proto3" json:"erased,omitempty"`     // the visitor was erased: only the place remains
+	Internal      bool                   `protobuf:"varint,7,opt,name=internal,proto3" json:"internal,omitempty"` // an agents' note: never for the visitor
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -340,6 +349,13 @@ func (x *Message) GetCreatedUnixMs() int64 {
 func (x *Message) GetErased() bool {
 	if x != nil {
 		return x.Erased
+	}
+	return false
+}
+
+func (x *Message) GetInternal() bool {
+	if x != nil {
+		return x.Internal
 	}
 	return false
 }
@@ -815,6 +831,58 @@ func (x *CloseRequest) GetTenantId() []byte {
 	return nil
 }
 
+type SetStatusRequest struct {
+	state         protoimpl.MessageState      `protogen:"open.v1"`
+	TenantId      []byte                      `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Status        actorspb.ConversationStatus `protobuf:"varint,2,opt,name=status,proto3,enum=chatpacket.actors.v1.ConversationStatus" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetStatusRequest) Reset() {
+	*x = SetStatusRequest{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetStatusRequest) ProtoMessage() {}
+
+func (x *SetStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetStatusRequest.ProtoReflect.Descriptor instead.
+func (*SetStatusRequest) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetStatusRequest) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *SetStatusRequest) GetStatus() actorspb.ConversationStatus {
+	if x != nil {
+		return x.Status
+	}
+	return actorspb.ConversationStatus(0)
+}
+
 type ConversationInfo struct {
 	state         protoimpl.MessageState       `protogen:"open.v1"`
 	Conversation  *actorspb.ConversationRecord `protobuf:"bytes,1,opt,name=conversation,proto3" json:"conversation,omitempty"`
@@ -824,7 +892,7 @@ type ConversationInfo struct {
 
 func (x *ConversationInfo) Reset() {
 	*x = ConversationInfo{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[14]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +904,7 @@ func (x *ConversationInfo) String() string {
 func (*ConversationInfo) ProtoMessage() {}
 
 func (x *ConversationInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[14]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +917,7 @@ func (x *ConversationInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationInfo.ProtoReflect.Descriptor instead.
 func (*ConversationInfo) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{14}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ConversationInfo) GetConversation() *actorspb.ConversationRecord {
@@ -876,7 +944,7 @@ type ConversationEvent struct {
 
 func (x *ConversationEvent) Reset() {
 	*x = ConversationEvent{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[15]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +956,7 @@ func (x *ConversationEvent) String() string {
 func (*ConversationEvent) ProtoMessage() {}
 
 func (x *ConversationEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[15]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +969,7 @@ func (x *ConversationEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationEvent.ProtoReflect.Descriptor instead.
 func (*ConversationEvent) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{15}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ConversationEvent) GetConversationId() []byte {
@@ -992,7 +1060,7 @@ type ReadEvent struct {
 
 func (x *ReadEvent) Reset() {
 	*x = ReadEvent{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[16]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1072,7 @@ func (x *ReadEvent) String() string {
 func (*ReadEvent) ProtoMessage() {}
 
 func (x *ReadEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[16]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1085,7 @@ func (x *ReadEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadEvent.ProtoReflect.Descriptor instead.
 func (*ReadEvent) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{16}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadEvent) GetReaderId() []byte {
@@ -1052,7 +1120,7 @@ type SignupRequest struct {
 
 func (x *SignupRequest) Reset() {
 	*x = SignupRequest{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[17]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1132,7 @@ func (x *SignupRequest) String() string {
 func (*SignupRequest) ProtoMessage() {}
 
 func (x *SignupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[17]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1145,7 @@ func (x *SignupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignupRequest.ProtoReflect.Descriptor instead.
 func (*SignupRequest) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{17}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SignupRequest) GetOrganization() string {
@@ -1140,7 +1208,7 @@ type SignupResponse struct {
 
 func (x *SignupResponse) Reset() {
 	*x = SignupResponse{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[18]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1220,7 @@ func (x *SignupResponse) String() string {
 func (*SignupResponse) ProtoMessage() {}
 
 func (x *SignupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[18]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1233,7 @@ func (x *SignupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignupResponse.ProtoReflect.Descriptor instead.
 func (*SignupResponse) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{18}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SignupResponse) GetTenantId() []byte {
@@ -1198,7 +1266,7 @@ type TenantRequest struct {
 
 func (x *TenantRequest) Reset() {
 	*x = TenantRequest{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[19]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1278,7 @@ func (x *TenantRequest) String() string {
 func (*TenantRequest) ProtoMessage() {}
 
 func (x *TenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[19]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1291,7 @@ func (x *TenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantRequest.ProtoReflect.Descriptor instead.
 func (*TenantRequest) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{19}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TenantRequest) GetTenantId() []byte {
@@ -1242,7 +1310,7 @@ type SettingsResponse struct {
 
 func (x *SettingsResponse) Reset() {
 	*x = SettingsResponse{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[20]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1322,7 @@ func (x *SettingsResponse) String() string {
 func (*SettingsResponse) ProtoMessage() {}
 
 func (x *SettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[20]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1335,7 @@ func (x *SettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettingsResponse.ProtoReflect.Descriptor instead.
 func (*SettingsResponse) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{20}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SettingsResponse) GetTenant() *actorspb.TenantRecord {
@@ -1286,7 +1354,7 @@ type UpdateSettingsRequest struct {
 
 func (x *UpdateSettingsRequest) Reset() {
 	*x = UpdateSettingsRequest{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[21]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1366,7 @@ func (x *UpdateSettingsRequest) String() string {
 func (*UpdateSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[21]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1379,7 @@ func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{21}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateSettingsRequest) GetSettings() *actorspb.UpdateTenant {
@@ -1330,7 +1398,7 @@ type AgentsResponse struct {
 
 func (x *AgentsResponse) Reset() {
 	*x = AgentsResponse{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[22]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1410,7 @@ func (x *AgentsResponse) String() string {
 func (*AgentsResponse) ProtoMessage() {}
 
 func (x *AgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[22]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1423,7 @@ func (x *AgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentsResponse.ProtoReflect.Descriptor instead.
 func (*AgentsResponse) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{22}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AgentsResponse) GetAgents() []*actorspb.AgentRecord {
@@ -1383,7 +1451,7 @@ type ConversationSummary struct {
 
 func (x *ConversationSummary) Reset() {
 	*x = ConversationSummary{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[23]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1463,7 @@ func (x *ConversationSummary) String() string {
 func (*ConversationSummary) ProtoMessage() {}
 
 func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[23]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1476,7 @@ func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationSummary.ProtoReflect.Descriptor instead.
 func (*ConversationSummary) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{23}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConversationSummary) GetTenantId() []byte {
@@ -1447,7 +1515,7 @@ type TenantEvent struct {
 
 func (x *TenantEvent) Reset() {
 	*x = TenantEvent{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[24]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1527,7 @@ func (x *TenantEvent) String() string {
 func (*TenantEvent) ProtoMessage() {}
 
 func (x *TenantEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[24]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1540,7 @@ func (x *TenantEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantEvent.ProtoReflect.Descriptor instead.
 func (*TenantEvent) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{24}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TenantEvent) GetTenantId() []byte {
@@ -1523,7 +1591,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[25]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1603,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[25]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1616,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{25}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StartRequest) GetTenantId() []byte {
@@ -1590,7 +1658,7 @@ type ContactRequest struct {
 
 func (x *ContactRequest) Reset() {
 	*x = ContactRequest{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[26]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1670,7 @@ func (x *ContactRequest) String() string {
 func (*ContactRequest) ProtoMessage() {}
 
 func (x *ContactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[26]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1683,7 @@ func (x *ContactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequest.ProtoReflect.Descriptor instead.
 func (*ContactRequest) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{26}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ContactRequest) GetTenantId() []byte {
@@ -1649,7 +1717,7 @@ type PageViewRequest struct {
 
 func (x *PageViewRequest) Reset() {
 	*x = PageViewRequest{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[27]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1729,7 @@ func (x *PageViewRequest) String() string {
 func (*PageViewRequest) ProtoMessage() {}
 
 func (x *PageViewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[27]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1742,7 @@ func (x *PageViewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageViewRequest.ProtoReflect.Descriptor instead.
 func (*PageViewRequest) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{27}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PageViewRequest) GetTenantId() []byte {
@@ -1701,7 +1769,7 @@ type AddConversationRequest struct {
 
 func (x *AddConversationRequest) Reset() {
 	*x = AddConversationRequest{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[28]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1781,7 @@ func (x *AddConversationRequest) String() string {
 func (*AddConversationRequest) ProtoMessage() {}
 
 func (x *AddConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[28]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1794,7 @@ func (x *AddConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddConversationRequest.ProtoReflect.Descriptor instead.
 func (*AddConversationRequest) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{28}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AddConversationRequest) GetTenantId() []byte {
@@ -1752,7 +1820,7 @@ type VisitorConversationsResponse struct {
 
 func (x *VisitorConversationsResponse) Reset() {
 	*x = VisitorConversationsResponse{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[29]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1832,7 @@ func (x *VisitorConversationsResponse) String() string {
 func (*VisitorConversationsResponse) ProtoMessage() {}
 
 func (x *VisitorConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[29]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1845,7 @@ func (x *VisitorConversationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VisitorConversationsResponse.ProtoReflect.Descriptor instead.
 func (*VisitorConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{29}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *VisitorConversationsResponse) GetConversations() []*actorspb.VisitorConversation {
@@ -1801,7 +1869,7 @@ type Activated struct {
 
 func (x *Activated) Reset() {
 	*x = Activated{}
-	mi := &file_actors_grainpb_grains_proto_msgTypes[30]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1881,7 @@ func (x *Activated) String() string {
 func (*Activated) ProtoMessage() {}
 
 func (x *Activated) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_grainpb_grains_proto_msgTypes[30]
+	mi := &file_actors_grainpb_grains_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +1894,7 @@ func (x *Activated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Activated.ProtoReflect.Descriptor instead.
 func (*Activated) Descriptor() ([]byte, []int) {
-	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{30}
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Activated) GetKind() string {
@@ -1848,14 +1916,15 @@ var File_actors_grainpb_grains_proto protoreflect.FileDescriptor
 const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\n" +
 	"\x1bactors/grainpb/grains.proto\x12\x14chatpacket.grains.v1\x1a\x1dactors/actorspb/records.proto\"\a\n" +
-	"\x05Empty\"\xb0\x01\n" +
+	"\x05Empty\"\xcc\x01\n" +
 	"\vPostRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1d\n" +
 	"\n" +
 	"visitor_id\x18\x02 \x01(\fR\tvisitorId\x124\n" +
 	"\x06author\x18\x03 \x01(\v2\x1c.chatpacket.actors.v1.AuthorR\x06author\x12\x1b\n" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x12\n" +
-	"\x04body\x18\x05 \x01(\tR\x04body\"X\n" +
+	"\x04body\x18\x05 \x01(\tR\x04body\x12\x1a\n" +
+	"\binternal\x18\x06 \x01(\bR\binternal\"X\n" +
 	"\fPostResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x18\n" +
@@ -1863,14 +1932,15 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\vReadRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\x04R\x05after\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\xc2\x01\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\xde\x01\n" +
 	"\aMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x124\n" +
 	"\x06author\x18\x02 \x01(\v2\x1c.chatpacket.actors.v1.AuthorR\x06author\x12\x12\n" +
 	"\x04body\x18\x03 \x01(\tR\x04body\x12\x1b\n" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x16\n" +
-	"\x06erased\x18\x06 \x01(\bR\x06erased\"I\n" +
+	"\x06erased\x18\x06 \x01(\bR\x06erased\x12\x1a\n" +
+	"\binternal\x18\a \x01(\bR\binternal\"I\n" +
 	"\fReadResponse\x129\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1d.chatpacket.grains.v1.MessageR\bmessages\"\x9e\x01\n" +
 	"\x10SubscribeRequest\x12\x1b\n" +
@@ -1898,7 +1968,10 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\vassignee_id\x18\x02 \x01(\fR\n" +
 	"assigneeId\"+\n" +
 	"\fCloseRequest\x12\x1b\n" +
-	"\ttenant_id\x18\x01 \x01(\fR\btenantId\"`\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\"q\n" +
+	"\x10SetStatusRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12@\n" +
+	"\x06status\x18\x02 \x01(\x0e2(.chatpacket.actors.v1.ConversationStatusR\x06status\"`\n" +
 	"\x10ConversationInfo\x12L\n" +
 	"\fconversation\x18\x01 \x01(\v2(.chatpacket.actors.v1.ConversationRecordR\fconversation\"\xb3\x02\n" +
 	"\x11ConversationEvent\x12'\n" +
@@ -1963,7 +2036,7 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\rconversations\x18\x01 \x03(\v2).chatpacket.actors.v1.VisitorConversationR\rconversations\";\n" +
 	"\tActivated\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
-	"\bidentity\x18\x02 \x01(\tR\bidentity2\xb3\x05\n" +
+	"\bidentity\x18\x02 \x01(\tR\bidentity2\x90\x06\n" +
 	"\fConversation\x12M\n" +
 	"\x04Post\x12!.chatpacket.grains.v1.PostRequest\x1a\".chatpacket.grains.v1.PostResponse\x12M\n" +
 	"\x04Read\x12!.chatpacket.grains.v1.ReadRequest\x1a\".chatpacket.grains.v1.ReadResponse\x12\\\n" +
@@ -1972,7 +2045,8 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\x06Typing\x12#.chatpacket.grains.v1.TypingRequest\x1a\x1b.chatpacket.grains.v1.Empty\x12Y\n" +
 	"\bMarkRead\x12%.chatpacket.grains.v1.MarkReadRequest\x1a&.chatpacket.grains.v1.MarkReadResponse\x12U\n" +
 	"\x06Assign\x12#.chatpacket.grains.v1.AssignRequest\x1a&.chatpacket.grains.v1.ConversationInfo\x12S\n" +
-	"\x05Close\x12\".chatpacket.grains.v1.CloseRequest\x1a&.chatpacket.grains.v1.ConversationInfo2\x99\x04\n" +
+	"\x05Close\x12\".chatpacket.grains.v1.CloseRequest\x1a&.chatpacket.grains.v1.ConversationInfo\x12[\n" +
+	"\tSetStatus\x12&.chatpacket.grains.v1.SetStatusRequest\x1a&.chatpacket.grains.v1.ConversationInfo2\x99\x04\n" +
 	"\x06Tenant\x12S\n" +
 	"\x06Signup\x12#.chatpacket.grains.v1.SignupRequest\x1a$.chatpacket.grains.v1.SignupResponse\x12W\n" +
 	"\bSettings\x12#.chatpacket.grains.v1.TenantRequest\x1a&.chatpacket.grains.v1.SettingsResponse\x12e\n" +
@@ -2000,7 +2074,7 @@ func file_actors_grainpb_grains_proto_rawDescGZIP() []byte {
 	return file_actors_grainpb_grains_proto_rawDescData
 }
 
-var file_actors_grainpb_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_actors_grainpb_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_actors_grainpb_grains_proto_goTypes = []any{
 	(*Empty)(nil),                        // 0: chatpacket.grains.v1.Empty
 	(*PostRequest)(nil),                  // 1: chatpacket.grains.v1.PostRequest
@@ -2016,94 +2090,99 @@ var file_actors_grainpb_grains_proto_goTypes = []any{
 	(*MarkReadResponse)(nil),             // 11: chatpacket.grains.v1.MarkReadResponse
 	(*AssignRequest)(nil),                // 12: chatpacket.grains.v1.AssignRequest
 	(*CloseRequest)(nil),                 // 13: chatpacket.grains.v1.CloseRequest
-	(*ConversationInfo)(nil),             // 14: chatpacket.grains.v1.ConversationInfo
-	(*ConversationEvent)(nil),            // 15: chatpacket.grains.v1.ConversationEvent
-	(*ReadEvent)(nil),                    // 16: chatpacket.grains.v1.ReadEvent
-	(*SignupRequest)(nil),                // 17: chatpacket.grains.v1.SignupRequest
-	(*SignupResponse)(nil),               // 18: chatpacket.grains.v1.SignupResponse
-	(*TenantRequest)(nil),                // 19: chatpacket.grains.v1.TenantRequest
-	(*SettingsResponse)(nil),             // 20: chatpacket.grains.v1.SettingsResponse
-	(*UpdateSettingsRequest)(nil),        // 21: chatpacket.grains.v1.UpdateSettingsRequest
-	(*AgentsResponse)(nil),               // 22: chatpacket.grains.v1.AgentsResponse
-	(*ConversationSummary)(nil),          // 23: chatpacket.grains.v1.ConversationSummary
-	(*TenantEvent)(nil),                  // 24: chatpacket.grains.v1.TenantEvent
-	(*StartRequest)(nil),                 // 25: chatpacket.grains.v1.StartRequest
-	(*ContactRequest)(nil),               // 26: chatpacket.grains.v1.ContactRequest
-	(*PageViewRequest)(nil),              // 27: chatpacket.grains.v1.PageViewRequest
-	(*AddConversationRequest)(nil),       // 28: chatpacket.grains.v1.AddConversationRequest
-	(*VisitorConversationsResponse)(nil), // 29: chatpacket.grains.v1.VisitorConversationsResponse
-	(*Activated)(nil),                    // 30: chatpacket.grains.v1.Activated
-	(*actorspb.Author)(nil),              // 31: chatpacket.actors.v1.Author
-	(*actorspb.ConversationRecord)(nil),  // 32: chatpacket.actors.v1.ConversationRecord
-	(*actorspb.TenantRecord)(nil),        // 33: chatpacket.actors.v1.TenantRecord
-	(*actorspb.UpdateTenant)(nil),        // 34: chatpacket.actors.v1.UpdateTenant
-	(*actorspb.AgentRecord)(nil),         // 35: chatpacket.actors.v1.AgentRecord
-	(*actorspb.VisitorTech)(nil),         // 36: chatpacket.actors.v1.VisitorTech
-	(*actorspb.PageViewRecord)(nil),      // 37: chatpacket.actors.v1.PageViewRecord
-	(*actorspb.VisitorConversation)(nil), // 38: chatpacket.actors.v1.VisitorConversation
+	(*SetStatusRequest)(nil),             // 14: chatpacket.grains.v1.SetStatusRequest
+	(*ConversationInfo)(nil),             // 15: chatpacket.grains.v1.ConversationInfo
+	(*ConversationEvent)(nil),            // 16: chatpacket.grains.v1.ConversationEvent
+	(*ReadEvent)(nil),                    // 17: chatpacket.grains.v1.ReadEvent
+	(*SignupRequest)(nil),                // 18: chatpacket.grains.v1.SignupRequest
+	(*SignupResponse)(nil),               // 19: chatpacket.grains.v1.SignupResponse
+	(*TenantRequest)(nil),                // 20: chatpacket.grains.v1.TenantRequest
+	(*SettingsResponse)(nil),             // 21: chatpacket.grains.v1.SettingsResponse
+	(*UpdateSettingsRequest)(nil),        // 22: chatpacket.grains.v1.UpdateSettingsRequest
+	(*AgentsResponse)(nil),               // 23: chatpacket.grains.v1.AgentsResponse
+	(*ConversationSummary)(nil),          // 24: chatpacket.grains.v1.ConversationSummary
+	(*TenantEvent)(nil),                  // 25: chatpacket.grains.v1.TenantEvent
+	(*StartRequest)(nil),                 // 26: chatpacket.grains.v1.StartRequest
+	(*ContactRequest)(nil),               // 27: chatpacket.grains.v1.ContactRequest
+	(*PageViewRequest)(nil),              // 28: chatpacket.grains.v1.PageViewRequest
+	(*AddConversationRequest)(nil),       // 29: chatpacket.grains.v1.AddConversationRequest
+	(*VisitorConversationsResponse)(nil), // 30: chatpacket.grains.v1.VisitorConversationsResponse
+	(*Activated)(nil),                    // 31: chatpacket.grains.v1.Activated
+	(*actorspb.Author)(nil),              // 32: chatpacket.actors.v1.Author
+	(actorspb.ConversationStatus)(0),     // 33: chatpacket.actors.v1.ConversationStatus
+	(*actorspb.ConversationRecord)(nil),  // 34: chatpacket.actors.v1.ConversationRecord
+	(*actorspb.TenantRecord)(nil),        // 35: chatpacket.actors.v1.TenantRecord
+	(*actorspb.UpdateTenant)(nil),        // 36: chatpacket.actors.v1.UpdateTenant
+	(*actorspb.AgentRecord)(nil),         // 37: chatpacket.actors.v1.AgentRecord
+	(*actorspb.VisitorTech)(nil),         // 38: chatpacket.actors.v1.VisitorTech
+	(*actorspb.PageViewRecord)(nil),      // 39: chatpacket.actors.v1.PageViewRecord
+	(*actorspb.VisitorConversation)(nil), // 40: chatpacket.actors.v1.VisitorConversation
 }
 var file_actors_grainpb_grains_proto_depIdxs = []int32{
-	31, // 0: chatpacket.grains.v1.PostRequest.author:type_name -> chatpacket.actors.v1.Author
-	31, // 1: chatpacket.grains.v1.Message.author:type_name -> chatpacket.actors.v1.Author
+	32, // 0: chatpacket.grains.v1.PostRequest.author:type_name -> chatpacket.actors.v1.Author
+	32, // 1: chatpacket.grains.v1.Message.author:type_name -> chatpacket.actors.v1.Author
 	4,  // 2: chatpacket.grains.v1.ReadResponse.messages:type_name -> chatpacket.grains.v1.Message
-	31, // 3: chatpacket.grains.v1.TypingRequest.author:type_name -> chatpacket.actors.v1.Author
-	32, // 4: chatpacket.grains.v1.ConversationInfo.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	4,  // 5: chatpacket.grains.v1.ConversationEvent.message:type_name -> chatpacket.grains.v1.Message
-	31, // 6: chatpacket.grains.v1.ConversationEvent.typing:type_name -> chatpacket.actors.v1.Author
-	16, // 7: chatpacket.grains.v1.ConversationEvent.read:type_name -> chatpacket.grains.v1.ReadEvent
-	14, // 8: chatpacket.grains.v1.ConversationEvent.changed:type_name -> chatpacket.grains.v1.ConversationInfo
-	33, // 9: chatpacket.grains.v1.SettingsResponse.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	34, // 10: chatpacket.grains.v1.UpdateSettingsRequest.settings:type_name -> chatpacket.actors.v1.UpdateTenant
-	35, // 11: chatpacket.grains.v1.AgentsResponse.agents:type_name -> chatpacket.actors.v1.AgentRecord
-	32, // 12: chatpacket.grains.v1.ConversationSummary.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	23, // 13: chatpacket.grains.v1.TenantEvent.summary:type_name -> chatpacket.grains.v1.ConversationSummary
-	36, // 14: chatpacket.grains.v1.StartRequest.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	37, // 15: chatpacket.grains.v1.PageViewRequest.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	38, // 16: chatpacket.grains.v1.AddConversationRequest.conversation:type_name -> chatpacket.actors.v1.VisitorConversation
-	38, // 17: chatpacket.grains.v1.VisitorConversationsResponse.conversations:type_name -> chatpacket.actors.v1.VisitorConversation
-	1,  // 18: chatpacket.grains.v1.Conversation.Post:input_type -> chatpacket.grains.v1.PostRequest
-	3,  // 19: chatpacket.grains.v1.Conversation.Read:input_type -> chatpacket.grains.v1.ReadRequest
-	6,  // 20: chatpacket.grains.v1.Conversation.Subscribe:input_type -> chatpacket.grains.v1.SubscribeRequest
-	8,  // 21: chatpacket.grains.v1.Conversation.Unsubscribe:input_type -> chatpacket.grains.v1.UnsubscribeRequest
-	9,  // 22: chatpacket.grains.v1.Conversation.Typing:input_type -> chatpacket.grains.v1.TypingRequest
-	10, // 23: chatpacket.grains.v1.Conversation.MarkRead:input_type -> chatpacket.grains.v1.MarkReadRequest
-	12, // 24: chatpacket.grains.v1.Conversation.Assign:input_type -> chatpacket.grains.v1.AssignRequest
-	13, // 25: chatpacket.grains.v1.Conversation.Close:input_type -> chatpacket.grains.v1.CloseRequest
-	17, // 26: chatpacket.grains.v1.Tenant.Signup:input_type -> chatpacket.grains.v1.SignupRequest
-	19, // 27: chatpacket.grains.v1.Tenant.Settings:input_type -> chatpacket.grains.v1.TenantRequest
-	21, // 28: chatpacket.grains.v1.Tenant.UpdateSettings:input_type -> chatpacket.grains.v1.UpdateSettingsRequest
-	19, // 29: chatpacket.grains.v1.Tenant.Agents:input_type -> chatpacket.grains.v1.TenantRequest
-	23, // 30: chatpacket.grains.v1.Tenant.Summarize:input_type -> chatpacket.grains.v1.ConversationSummary
-	6,  // 31: chatpacket.grains.v1.Tenant.Subscribe:input_type -> chatpacket.grains.v1.SubscribeRequest
-	25, // 32: chatpacket.grains.v1.Visitor.Start:input_type -> chatpacket.grains.v1.StartRequest
-	26, // 33: chatpacket.grains.v1.Visitor.SetContact:input_type -> chatpacket.grains.v1.ContactRequest
-	27, // 34: chatpacket.grains.v1.Visitor.PageView:input_type -> chatpacket.grains.v1.PageViewRequest
-	28, // 35: chatpacket.grains.v1.Visitor.AddConversation:input_type -> chatpacket.grains.v1.AddConversationRequest
-	19, // 36: chatpacket.grains.v1.Visitor.Conversations:input_type -> chatpacket.grains.v1.TenantRequest
-	2,  // 37: chatpacket.grains.v1.Conversation.Post:output_type -> chatpacket.grains.v1.PostResponse
-	5,  // 38: chatpacket.grains.v1.Conversation.Read:output_type -> chatpacket.grains.v1.ReadResponse
-	7,  // 39: chatpacket.grains.v1.Conversation.Subscribe:output_type -> chatpacket.grains.v1.SubscribeResponse
-	0,  // 40: chatpacket.grains.v1.Conversation.Unsubscribe:output_type -> chatpacket.grains.v1.Empty
-	0,  // 41: chatpacket.grains.v1.Conversation.Typing:output_type -> chatpacket.grains.v1.Empty
-	11, // 42: chatpacket.grains.v1.Conversation.MarkRead:output_type -> chatpacket.grains.v1.MarkReadResponse
-	14, // 43: chatpacket.grains.v1.Conversation.Assign:output_type -> chatpacket.grains.v1.ConversationInfo
-	14, // 44: chatpacket.grains.v1.Conversation.Close:output_type -> chatpacket.grains.v1.ConversationInfo
-	18, // 45: chatpacket.grains.v1.Tenant.Signup:output_type -> chatpacket.grains.v1.SignupResponse
-	20, // 46: chatpacket.grains.v1.Tenant.Settings:output_type -> chatpacket.grains.v1.SettingsResponse
-	20, // 47: chatpacket.grains.v1.Tenant.UpdateSettings:output_type -> chatpacket.grains.v1.SettingsResponse
-	22, // 48: chatpacket.grains.v1.Tenant.Agents:output_type -> chatpacket.grains.v1.AgentsResponse
-	0,  // 49: chatpacket.grains.v1.Tenant.Summarize:output_type -> chatpacket.grains.v1.Empty
-	0,  // 50: chatpacket.grains.v1.Tenant.Subscribe:output_type -> chatpacket.grains.v1.Empty
-	0,  // 51: chatpacket.grains.v1.Visitor.Start:output_type -> chatpacket.grains.v1.Empty
-	0,  // 52: chatpacket.grains.v1.Visitor.SetContact:output_type -> chatpacket.grains.v1.Empty
-	0,  // 53: chatpacket.grains.v1.Visitor.PageView:output_type -> chatpacket.grains.v1.Empty
-	0,  // 54: chatpacket.grains.v1.Visitor.AddConversation:output_type -> chatpacket.grains.v1.Empty
-	29, // 55: chatpacket.grains.v1.Visitor.Conversations:output_type -> chatpacket.grains.v1.VisitorConversationsResponse
-	37, // [37:56] is the sub-list for method output_type
-	18, // [18:37] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	32, // 3: chatpacket.grains.v1.TypingRequest.author:type_name -> chatpacket.actors.v1.Author
+	33, // 4: chatpacket.grains.v1.SetStatusRequest.status:type_name -> chatpacket.actors.v1.ConversationStatus
+	34, // 5: chatpacket.grains.v1.ConversationInfo.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	4,  // 6: chatpacket.grains.v1.ConversationEvent.message:type_name -> chatpacket.grains.v1.Message
+	32, // 7: chatpacket.grains.v1.ConversationEvent.typing:type_name -> chatpacket.actors.v1.Author
+	17, // 8: chatpacket.grains.v1.ConversationEvent.read:type_name -> chatpacket.grains.v1.ReadEvent
+	15, // 9: chatpacket.grains.v1.ConversationEvent.changed:type_name -> chatpacket.grains.v1.ConversationInfo
+	35, // 10: chatpacket.grains.v1.SettingsResponse.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	36, // 11: chatpacket.grains.v1.UpdateSettingsRequest.settings:type_name -> chatpacket.actors.v1.UpdateTenant
+	37, // 12: chatpacket.grains.v1.AgentsResponse.agents:type_name -> chatpacket.actors.v1.AgentRecord
+	34, // 13: chatpacket.grains.v1.ConversationSummary.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	24, // 14: chatpacket.grains.v1.TenantEvent.summary:type_name -> chatpacket.grains.v1.ConversationSummary
+	38, // 15: chatpacket.grains.v1.StartRequest.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	39, // 16: chatpacket.grains.v1.PageViewRequest.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	40, // 17: chatpacket.grains.v1.AddConversationRequest.conversation:type_name -> chatpacket.actors.v1.VisitorConversation
+	40, // 18: chatpacket.grains.v1.VisitorConversationsResponse.conversations:type_name -> chatpacket.actors.v1.VisitorConversation
+	1,  // 19: chatpacket.grains.v1.Conversation.Post:input_type -> chatpacket.grains.v1.PostRequest
+	3,  // 20: chatpacket.grains.v1.Conversation.Read:input_type -> chatpacket.grains.v1.ReadRequest
+	6,  // 21: chatpacket.grains.v1.Conversation.Subscribe:input_type -> chatpacket.grains.v1.SubscribeRequest
+	8,  // 22: chatpacket.grains.v1.Conversation.Unsubscribe:input_type -> chatpacket.grains.v1.UnsubscribeRequest
+	9,  // 23: chatpacket.grains.v1.Conversation.Typing:input_type -> chatpacket.grains.v1.TypingRequest
+	10, // 24: chatpacket.grains.v1.Conversation.MarkRead:input_type -> chatpacket.grains.v1.MarkReadRequest
+	12, // 25: chatpacket.grains.v1.Conversation.Assign:input_type -> chatpacket.grains.v1.AssignRequest
+	13, // 26: chatpacket.grains.v1.Conversation.Close:input_type -> chatpacket.grains.v1.CloseRequest
+	14, // 27: chatpacket.grains.v1.Conversation.SetStatus:input_type -> chatpacket.grains.v1.SetStatusRequest
+	18, // 28: chatpacket.grains.v1.Tenant.Signup:input_type -> chatpacket.grains.v1.SignupRequest
+	20, // 29: chatpacket.grains.v1.Tenant.Settings:input_type -> chatpacket.grains.v1.TenantRequest
+	22, // 30: chatpacket.grains.v1.Tenant.UpdateSettings:input_type -> chatpacket.grains.v1.UpdateSettingsRequest
+	20, // 31: chatpacket.grains.v1.Tenant.Agents:input_type -> chatpacket.grains.v1.TenantRequest
+	24, // 32: chatpacket.grains.v1.Tenant.Summarize:input_type -> chatpacket.grains.v1.ConversationSummary
+	6,  // 33: chatpacket.grains.v1.Tenant.Subscribe:input_type -> chatpacket.grains.v1.SubscribeRequest
+	26, // 34: chatpacket.grains.v1.Visitor.Start:input_type -> chatpacket.grains.v1.StartRequest
+	27, // 35: chatpacket.grains.v1.Visitor.SetContact:input_type -> chatpacket.grains.v1.ContactRequest
+	28, // 36: chatpacket.grains.v1.Visitor.PageView:input_type -> chatpacket.grains.v1.PageViewRequest
+	29, // 37: chatpacket.grains.v1.Visitor.AddConversation:input_type -> chatpacket.grains.v1.AddConversationRequest
+	20, // 38: chatpacket.grains.v1.Visitor.Conversations:input_type -> chatpacket.grains.v1.TenantRequest
+	2,  // 39: chatpacket.grains.v1.Conversation.Post:output_type -> chatpacket.grains.v1.PostResponse
+	5,  // 40: chatpacket.grains.v1.Conversation.Read:output_type -> chatpacket.grains.v1.ReadResponse
+	7,  // 41: chatpacket.grains.v1.Conversation.Subscribe:output_type -> chatpacket.grains.v1.SubscribeResponse
+	0,  // 42: chatpacket.grains.v1.Conversation.Unsubscribe:output_type -> chatpacket.grains.v1.Empty
+	0,  // 43: chatpacket.grains.v1.Conversation.Typing:output_type -> chatpacket.grains.v1.Empty
+	11, // 44: chatpacket.grains.v1.Conversation.MarkRead:output_type -> chatpacket.grains.v1.MarkReadResponse
+	15, // 45: chatpacket.grains.v1.Conversation.Assign:output_type -> chatpacket.grains.v1.ConversationInfo
+	15, // 46: chatpacket.grains.v1.Conversation.Close:output_type -> chatpacket.grains.v1.ConversationInfo
+	15, // 47: chatpacket.grains.v1.Conversation.SetStatus:output_type -> chatpacket.grains.v1.ConversationInfo
+	19, // 48: chatpacket.grains.v1.Tenant.Signup:output_type -> chatpacket.grains.v1.SignupResponse
+	21, // 49: chatpacket.grains.v1.Tenant.Settings:output_type -> chatpacket.grains.v1.SettingsResponse
+	21, // 50: chatpacket.grains.v1.Tenant.UpdateSettings:output_type -> chatpacket.grains.v1.SettingsResponse
+	23, // 51: chatpacket.grains.v1.Tenant.Agents:output_type -> chatpacket.grains.v1.AgentsResponse
+	0,  // 52: chatpacket.grains.v1.Tenant.Summarize:output_type -> chatpacket.grains.v1.Empty
+	0,  // 53: chatpacket.grains.v1.Tenant.Subscribe:output_type -> chatpacket.grains.v1.Empty
+	0,  // 54: chatpacket.grains.v1.Visitor.Start:output_type -> chatpacket.grains.v1.Empty
+	0,  // 55: chatpacket.grains.v1.Visitor.SetContact:output_type -> chatpacket.grains.v1.Empty
+	0,  // 56: chatpacket.grains.v1.Visitor.PageView:output_type -> chatpacket.grains.v1.Empty
+	0,  // 57: chatpacket.grains.v1.Visitor.AddConversation:output_type -> chatpacket.grains.v1.Empty
+	30, // 58: chatpacket.grains.v1.Visitor.Conversations:output_type -> chatpacket.grains.v1.VisitorConversationsResponse
+	39, // [39:59] is the sub-list for method output_type
+	19, // [19:39] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_actors_grainpb_grains_proto_init() }
@@ -2111,13 +2190,13 @@ func file_actors_grainpb_grains_proto_init() {
 	if File_actors_grainpb_grains_proto != nil {
 		return
 	}
-	file_actors_grainpb_grains_proto_msgTypes[15].OneofWrappers = []any{
+	file_actors_grainpb_grains_proto_msgTypes[16].OneofWrappers = []any{
 		(*ConversationEvent_Message)(nil),
 		(*ConversationEvent_Typing)(nil),
 		(*ConversationEvent_Read)(nil),
 		(*ConversationEvent_Changed)(nil),
 	}
-	file_actors_grainpb_grains_proto_msgTypes[24].OneofWrappers = []any{
+	file_actors_grainpb_grains_proto_msgTypes[25].OneofWrappers = []any{
 		(*TenantEvent_Summary)(nil),
 	}
 	type x struct{}
@@ -2126,7 +2205,7 @@ func file_actors_grainpb_grains_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_grainpb_grains_proto_rawDesc), len(file_actors_grainpb_grains_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -89,7 +89,7 @@ func (g *conversation) Post(req *grainpb.PostRequest, ctx pacluster.GrainContext
 	now := g.deps.Now()
 	res, err := g.apply(&actorspb.Command{Op: &actorspb.Command_Post{Post: &actorspb.PostMessage{
 		TenantId: req.TenantId, ConversationId: g.id[:], VisitorId: req.VisitorId, Author: req.Author,
-		ClientId: req.ClientId, Body: req.Body, UnixMs: now.UnixMilli(),
+		ClientId: req.ClientId, Body: req.Body, UnixMs: now.UnixMilli(), Internal: req.Internal,
 	}}})
 	if err != nil {
 		return nil, err
@@ -98,7 +98,7 @@ func (g *conversation) Post(req *grainpb.PostRequest, ctx pacluster.GrainContext
 		// Only after the commit: a subscriber never sees a message that
 		// could still be lost.
 		g.publish(ctx, req.TenantId, &grainpb.ConversationEvent{Event: &grainpb.ConversationEvent_Message{Message: &grainpb.Message{
-			Seq: res.Seq, Author: req.Author, Body: req.Body, ClientId: req.ClientId, CreatedUnixMs: now.UnixMilli(),
+			Seq: res.Seq, Author: req.Author, Body: req.Body, ClientId: req.ClientId, CreatedUnixMs: now.UnixMilli(), Internal: req.Internal,
 		}}})
 	}
 	if !g.started {
@@ -147,7 +147,7 @@ func (g *conversation) Read(req *grainpb.ReadRequest, _ pacluster.GrainContext) 
 			continue
 		}
 		r := m.Record
-		out.Messages = append(out.Messages, &grainpb.Message{Seq: r.Seq, Author: r.Author, Body: r.Body, ClientId: r.ClientId, CreatedUnixMs: r.CreatedUnixMs})
+		out.Messages = append(out.Messages, &grainpb.Message{Seq: r.Seq, Author: r.Author, Body: r.Body, ClientId: r.ClientId, CreatedUnixMs: r.CreatedUnixMs, Internal: r.Internal})
 	}
 	return out, nil
 }
@@ -196,6 +196,12 @@ func (g *conversation) Assign(req *grainpb.AssignRequest, ctx pacluster.GrainCon
 func (g *conversation) Close(req *grainpb.CloseRequest, ctx pacluster.GrainContext) (*grainpb.ConversationInfo, error) {
 	return g.change(ctx, req.TenantId, &actorspb.Command{Op: &actorspb.Command_Close{Close: &actorspb.CloseConversation{
 		TenantId: req.TenantId, ConversationId: g.id[:], UnixMs: g.deps.Now().UnixMilli(),
+	}}})
+}
+
+func (g *conversation) SetStatus(req *grainpb.SetStatusRequest, ctx pacluster.GrainContext) (*grainpb.ConversationInfo, error) {
+	return g.change(ctx, req.TenantId, &actorspb.Command{Op: &actorspb.Command_SetStatus{SetStatus: &actorspb.SetConversationStatus{
+		TenantId: req.TenantId, ConversationId: g.id[:], Status: req.Status,
 	}}})
 }
 

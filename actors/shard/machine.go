@@ -205,6 +205,8 @@ func routeOf(cmd *actorspb.Command) ([]byte, error) {
 		raw = op.Assign.ConversationId
 	case *actorspb.Command_Close:
 		raw = op.Close.ConversationId
+	case *actorspb.Command_SetStatus:
+		raw = op.SetStatus.ConversationId
 	case *actorspb.Command_MarkRead:
 		raw = op.MarkRead.ConversationId
 	case *actorspb.Command_ClaimIndex:

@@ -55,7 +55,10 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 	case *actorspb.Command_Assign:
 		res, err = s.assign(ctx, ch, op.Assign)
 	case *actorspb.Command_Close:
-		res, err = s.close(ctx, ch, op.Close)
+		res, err = s.setStatus(ctx, ch, &actorspb.SetConversationStatus{
+			TenantId: op.Close.TenantId, ConversationId: op.Close.ConversationId, Status: actorspb.ConversationStatus_CONVERSATION_STATUS_CLOSED})
+	case *actorspb.Command_SetStatus:
+		res, err = s.setStatus(ctx, ch, op.SetStatus)
 	case *actorspb.Command_MarkRead:
 		res, err = s.markRead(ctx, ch, op.MarkRead)
 	case *actorspb.Command_ClaimIndex:
@@ -154,7 +157,7 @@ func (s *state) post(ctx context.Context, ch *change, p *actorspb.PostMessage) (
 	}
 
 	seq := conv.LastSeq + 1
-	msg := &actorspb.MessageRecord{Seq: seq, Author: p.Author, Body: p.Body, ClientId: p.ClientId, CreatedUnixMs: p.UnixMs}
+	msg := &actorspb.MessageRecord{Seq: seq, Author: p.Author, Body: p.Body, ClientId: p.ClientId, CreatedUnixMs: p.UnixMs, Internal: p.Internal}
 	if err := ch.staged.Put(ctx, messageKey(s.db, convID, seq), subject, msg); err != nil {
 		return nil, err
 	}
@@ -162,8 +165,19 @@ func (s *state) post(ctx context.Context, ch *change, p *actorspb.PostMessage) (
 		return nil, err
 	}
 	conv.LastSeq = seq
-	conv.LastMessageUnixMs = p.UnixMs
-	conv.Status = actorspb.ConversationStatus_CONVERSATION_STATUS_OPEN // a message reopens a closed conversation
+	switch {
+	case p.Internal:
+		// A note is for the team: it changes neither the status nor when
+		// the conversation last heard from anyone.
+	case p.Author.GetKind() == actorspb.AuthorKind_AUTHOR_KIND_VISITOR:
+		conv.LastMessageUnixMs = p.UnixMs
+		conv.Status = actorspb.ConversationStatus_CONVERSATION_STATUS_OPEN // the visitor reopens it, pending or closed
+	default:
+		conv.LastMessageUnixMs = p.UnixMs
+		if conv.Status == actorspb.ConversationStatus_CONVERSATION_STATUS_CLOSED {
+			conv.Status = actorspb.ConversationStatus_CONVERSATION_STATUS_OPEN // a reply reopens a closed one; pending stays pending
+		}
+	}
 	ch.conv, ch.clientID, ch.seq = conv, string(ck), seq
 	return &actorspb.Result{Seq: seq, Created: created}, nil
 }
@@ -208,12 +222,18 @@ func (s *state) assign(ctx context.Context, ch *change, a *actorspb.AssignConver
 	return &actorspb.Result{}, nil
 }
 
-func (s *state) close(ctx context.Context, ch *change, c *actorspb.CloseConversation) (*actorspb.Result, error) {
+func (s *state) setStatus(ctx context.Context, ch *change, c *actorspb.SetConversationStatus) (*actorspb.Result, error) {
+	switch c.Status {
+	case actorspb.ConversationStatus_CONVERSATION_STATUS_OPEN, actorspb.ConversationStatus_CONVERSATION_STATUS_PENDING,
+		actorspb.ConversationStatus_CONVERSATION_STATUS_CLOSED:
+	default:
+		return nil, fmt.Errorf("%w: status %v", ErrInvalid, c.Status)
+	}
 	conv, err := s.existing(ctx, c.TenantId, c.ConversationId)
 	if err != nil {
 		return nil, err
 	}
-	conv.Status = actorspb.ConversationStatus_CONVERSATION_STATUS_CLOSED
+	conv.Status = c.Status
 	ch.conv = conv
 	return &actorspb.Result{}, nil
 }
