@@ -42,6 +42,7 @@ const browserTimeout = 90 * time.Second
 type Browser struct {
 	t        *testing.T
 	alloc    context.Context
+	first    context.Context // the first tab's: later tabs open in its browser
 	requests *requestLog
 }
 
@@ -52,7 +53,12 @@ func newBrowser(t *testing.T) *Browser {
 	if testing.Short() {
 		t.Skip("runs a browser")
 	}
-	tmp := t.TempDir()
+	// Not t.TempDir(): chromium's socket path under a long test name
+	// passes the 108 bytes a Unix socket path may have.
+	tmp, err := os.MkdirTemp("", "cpb")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath(t)),
 		chromedp.UserDataDir(filepath.Join(tmp, "profile")),
@@ -71,7 +77,7 @@ func newBrowser(t *testing.T) *Browser {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	t.Cleanup(func() { cancelAlloc(); cancel() })
+	t.Cleanup(func() { cancelAlloc(); cancel(); os.RemoveAll(tmp) })
 	return &Browser{t: t, alloc: alloc, requests: &requestLog{}}
 }
 
@@ -79,13 +85,17 @@ func newBrowser(t *testing.T) *Browser {
 // any tab makes is recorded in b.Requests.
 func (b *Browser) Tab() context.Context {
 	b.t.Helper()
-	ctx, cancel := chromedp.NewContext(b.alloc)
+	parent := b.alloc
+	if b.first != nil {
+		parent = b.first
+	}
+	ctx, cancel := chromedp.NewContext(parent)
 	b.t.Cleanup(cancel)
+	if b.first == nil {
+		b.first = ctx
+	}
 	err := chromedp.Listen(ctx, func(ev any) {
-		switch e := ev.(type) {
-		case *network.EventRequestWillBeSent:
-			b.requests.add(e.Request.URL)
-		case network.EventRequestWillBeSent:
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
 			b.requests.add(e.Request.URL)
 		}
 	})

@@ -43,7 +43,9 @@ func (a *API) widgetAsset(name string) http.HandlerFunc {
 // widgetFrame serves the chat frame for ?key=WIDGET_KEY&origin=HOST_ORIGIN.
 // The host origin is where the frame sends its postMessages and the only
 // origin it takes them from; when the tenant lists allowed origins it must
-// be one of them, and only they may frame the page.
+// be one of them, and only they may frame the page. A page opened from a
+// file (origin "null": the README's "paste the snippet into a local HTML
+// file") may embed the widget of a tenant that lists no origins.
 func (a *API) widgetFrame(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -66,17 +68,23 @@ func (a *API) widgetFrame(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	origin := strings.TrimSuffix(strings.ToLower(r.URL.Query().Get("origin")), "/")
-	if !shard.ValidOrigin(origin) {
+	if origin == "null" && len(settings.AllowedOrigins) > 0 {
+		a.writeError(w, r, errOriginNotAllowed)
+		return
+	}
+	if origin != "null" && !shard.ValidOrigin(origin) {
 		a.writeError(w, r, errorf(http.StatusBadRequest, "invalid_origin", "origin is the embedding page's origin, as https://shop.example"))
 		return
 	}
-	ancestors := "*"
+	// Without allowed origins any page may frame it: no frame-ancestors at
+	// all, since "*" would not match a file's page.
+	ancestors := ""
 	if len(settings.AllowedOrigins) > 0 {
 		if !slices.Contains(settings.AllowedOrigins, origin) {
 			a.writeError(w, r, errOriginNotAllowed)
 			return
 		}
-		ancestors = strings.Join(settings.AllowedOrigins, " ")
+		ancestors = "; frame-ancestors " + strings.Join(settings.AllowedOrigins, " ")
 	}
 	// 'self' covers the socket's ws: URL in CSP 3; older browsers need it
 	// named. A Host that is not a plain host[:port] is not written into the
@@ -89,7 +97,7 @@ func (a *API) widgetFrame(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
-		"connect-src "+connect+"; base-uri 'none'; form-action 'none'; frame-ancestors "+ancestors)
+		"connect-src "+connect+"; base-uri 'none'; form-action 'none'"+ancestors)
 	serveAsset(w, r, widgetui.Lookup(widgetui.FrameHTML))
 }
 

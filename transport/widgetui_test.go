@@ -131,11 +131,19 @@ func TestWidgetUIFrameHeaders(t *testing.T) {
 	host := strings.TrimPrefix(base, "http://")
 	for _, directive := range []string{
 		"default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
-		"connect-src 'self' ws://" + host, "frame-ancestors *",
+		"connect-src 'self' ws://" + host,
 	} {
 		if !strings.Contains(csp, directive+";") && !strings.HasSuffix(csp, directive) {
 			t.Errorf("frame CSP %q lacks %q", csp, directive)
 		}
+	}
+	// No allowed origins: any page may frame it, one opened from a file
+	// (origin "null") too, which "frame-ancestors *" would refuse.
+	if strings.Contains(csp, "frame-ancestors") {
+		t.Errorf("frame CSP %q of a tenant without allowed origins limits its ancestors", csp)
+	}
+	if resp, body := frame(wk, "null"); resp.StatusCode != http.StatusOK {
+		t.Errorf("frame for a file's page (origin null) = %d %s; want 200", resp.StatusCode, body)
 	}
 
 	for _, tc := range []struct {
@@ -166,7 +174,7 @@ func TestWidgetUIFrameHeaders(t *testing.T) {
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.HasSuffix(csp, "frame-ancestors https://shop.example https://www.shop.example") {
 		t.Errorf("frame CSP with allowed origins = %q; want frame-ancestors of exactly them", csp)
 	}
-	for _, origin := range []string{"https://evil.example", "http://shop.example"} {
+	for _, origin := range []string{"https://evil.example", "http://shop.example", "null"} {
 		if resp, body := frame(wk, origin); resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "origin_not_allowed") {
 			t.Errorf("frame for origin %s = %d %s; want 403 origin_not_allowed", origin, resp.StatusCode, body)
 		}

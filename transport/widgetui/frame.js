@@ -8,6 +8,11 @@
   const q = new URLSearchParams(location.search);
   const KEY = q.get('key');
   const HOST = q.get('origin');
+  // A page opened from a file has no origin postMessage can target (the
+  // loader names it "null"): the frame then posts to its parent whatever
+  // it is, and still takes messages from its parent only.
+  const TARGET = HOST === 'null' ? '*' : HOST;
+  const fromHost = (o) => o === HOST || (HOST === 'null' && /^(null|file:)/.test(o));
   const $ = (id) => document.getElementById(id);
   const ui = {
     launcher: $('launcher'), panel: $('panel'), close: $('close'), title: $('title'), greeting: $('greeting'),
@@ -46,10 +51,10 @@
 
   // --- The host page, by postMessage -------------------------------------
   const tell = (type, data) => {
-    if (parent !== window) parent.postMessage(Object.assign({ type }, data), HOST);
+    if (parent !== window) parent.postMessage(Object.assign({ type }, data), TARGET);
   };
   addEventListener('message', (e) => {
-    if (e.source !== parent || e.origin !== HOST || !e.data) return;
+    if (e.source !== parent || !fromHost(e.origin) || !e.data) return;
     const d = e.data;
     if (d.type === 'cp:init') {
       page(d.page);

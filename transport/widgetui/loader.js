@@ -18,7 +18,9 @@
   f.id = 'chatpacket-frame';
   f.title = 'Chat';
   f.referrerPolicy = 'no-referrer';
-  f.src = cp + '/widget/frame?key=' + encodeURIComponent(key) + '&origin=' + encodeURIComponent(location.origin);
+  // A page opened from a file has no origin to name: "null".
+  const here = /^(null|file:)/.test(location.origin) ? 'null' : location.origin;
+  f.src = cp + '/widget/frame?key=' + encodeURIComponent(key) + '&origin=' + encodeURIComponent(here);
   let open = false;
   let last = location.href;
 
