@@ -1,7 +1,7 @@
-// Package transport holds ChatPacket's edge: the HTTP API of API.md, the
-// WebSocket connections, and (later) the widget and dashboard assets. Today
-// it serves health, signup, login, logout and API tokens; the widget and
-// conversation endpoints join it next.
+// Package transport holds ChatPacket's edge: the HTTP API of API.md and its
+// additions (docs/api.md), the WebSocket connections, the widget (its
+// assets in package widgetui) and the dashboard's pages (templates and
+// modules in package dashboard).
 //
 // Concurrency: handlers run concurrently, one goroutine per request, and
 // must not block on anything but the request's own context.
