@@ -21,6 +21,7 @@ import (
 	"github.com/chatpacket/chatpacket/actors/grains"
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/storage"
+	"github.com/chatpacket/chatpacket/transport/mail"
 	"github.com/coder/websocket"
 )
 
@@ -40,6 +41,9 @@ type API struct {
 	Gateway *gateway.Gateway
 	Log     *slog.Logger
 	Now     func() time.Time
+	// Mail sends the service's emails (verification, resets, alerts,
+	// invitations): SMTP, or the outbox in the data dir.
+	Mail mail.Sender
 	// TLS says whether the server is reached over TLS: session cookies are
 	// then __Host- prefixed and Secure.
 	TLS bool

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chatpacket/chatpacket/actors/gateway"
 	"github.com/chatpacket/chatpacket/actors/nodetest"
+	"github.com/chatpacket/chatpacket/transport/mail"
 )
 
 var quiet = nodetest.Quiet
@@ -20,17 +21,25 @@ var quiet = nodetest.Quiet
 // apiServer runs the API on a real node, store and socket.
 func apiServer(t *testing.T) string {
 	t.Helper()
+	base, _ := apiServerWithMail(t)
+	return base
+}
+
+// apiServerWithMail is apiServer, with the outbox its mail goes to.
+func apiServerWithMail(t *testing.T) (string, *mail.Outbox) {
+	t.Helper()
 	n := nodetest.Start(t)
 	s := NewServer("127.0.0.1:0", quiet)
 	gw := gateway.New(n.Cluster, quiet)
-	(&API{Cluster: n.Cluster, Machine: n.Machine, Gateway: gw, Log: quiet, Now: time.Now}).Register(s)
+	outbox := &mail.Outbox{Dir: t.TempDir(), From: "ChatPacket <noreply@chatpacket.test>"}
+	(&API{Cluster: n.Cluster, Machine: n.Machine, Gateway: gw, Log: quiet, Now: time.Now, Mail: outbox}).Register(s)
 	ts := httptest.NewServer(s.http.Handler)
 	t.Cleanup(func() { // runs before the node's cleanup
 		ts.CloseClientConnections()
 		ts.Close()
 		gw.Close()
 	})
-	return ts.URL
+	return ts.URL, outbox
 }
 
 type client struct {

@@ -46,6 +46,10 @@ const (
 	TablePageView                                            // PageViewRecord by visitor id, time
 	TableVisitorConversation                                 // VisitorConversation by visitor id, conversation id
 	TableApplied                                             // AppliedRecord: the shard's last applied raft index
+	TableAgentSession                                        // (accounts) an agent's sessions and tokens, by tenant id, agent id, token hash
+	TableLoginEvent                                          // (accounts) LoginEvent by tenant id, agent id, time
+	TableTeam                                                // (teams) TeamRecord by tenant id, team id
+	TableAudit                                               // (audit) AuditEvent by tenant id, time
 )
 
 // Limits on what a command may carry.

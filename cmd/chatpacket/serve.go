@@ -18,6 +18,7 @@ import (
 	"github.com/chatpacket/chatpacket/cluster/admin"
 	"github.com/chatpacket/chatpacket/storage"
 	"github.com/chatpacket/chatpacket/transport"
+	"github.com/chatpacket/chatpacket/transport/mail"
 	"github.com/spf13/cobra"
 )
 
@@ -187,7 +188,8 @@ func startFront(cfg serveConfig, log *slog.Logger, srv *transport.Server, node *
 		return nil, err
 	}
 	f := &front{adm: adm, gw: gateway.New(node.Cluster, log)}
-	f.api = &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: f.gw, Log: log, Now: time.Now}
+	f.api = &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: f.gw, Log: log, Now: time.Now,
+		Mail: &mail.Outbox{Dir: filepath.Join(cfg.dataDir, "outbox"), From: "ChatPacket <noreply@localhost>"}}
 	f.api.Register(srv)
 	return f, nil
 }
