@@ -209,6 +209,25 @@ func screenshot(t *testing.T, tab context.Context, name string) {
 	}
 }
 
+// waitEval waits until the JavaScript expression expr, evaluated in the
+// tab's top document, is true.
+func waitEval(t *testing.T, tab context.Context, expr string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(tab, 2*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is not true within %v (err %v)", expr, within, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // waitText waits until the element sel (in the tab's top document) has a
 // text containing want.
 func waitText(t *testing.T, tab context.Context, sel, want string, within time.Duration) {

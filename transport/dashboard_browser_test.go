@@ -10,24 +10,6 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// waitEval waits until the JavaScript expression expr is true in the tab.
-func waitEval(t *testing.T, tab context.Context, expr string, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ctx, cancel := context.WithTimeout(tab, 2*time.Second)
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
-		cancel()
-		if err == nil && ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is not true within %v (err %v)", expr, within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // visitorMessages is what the visitor's widget would show of a
 // conversation.
 func visitorMessages(t *testing.T, base, token, conv string) []map[string]any {

@@ -73,24 +73,6 @@ func waitFrame(t *testing.T, tab context.Context, what, expr string, within time
 	}
 }
 
-// waitHost waits until expr, evaluated in the host page, is true.
-func waitHost(t *testing.T, tab context.Context, what, expr string, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ctx, cancel := context.WithTimeout(tab, 2*time.Second)
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
-		cancel()
-		if err == nil && ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (err %v)", what, within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // enter presses Enter without the char event KeyEvent adds, which a
 // textarea would take as one more line break once the page handled the
 // keydown (chromedp's docs/API.md, example 20).
@@ -237,7 +219,7 @@ func TestWidgetBrowserConversation(t *testing.T) {
 	// on it.
 	do(t, tab, "open the widget", chromedp.Click(chromedp.CSS("#chatpacket-frame")))
 	waitFrame(t, tab, "the panel opens with the composer focused", `!document.getElementById('panel').hidden && document.activeElement.id === 'text'`, 10*time.Second)
-	waitHost(t, tab, "the loader makes the frame the 380px panel", `document.getElementById('chatpacket-frame').getBoundingClientRect().width === 380`, 5*time.Second)
+	waitEval(t, tab, `document.getElementById('chatpacket-frame').getBoundingClientRect().width === 380`, 5*time.Second)
 	do(t, tab, "write a message", chromedp.KeyEvent("Hello, is the blue one in stock?"), enter)
 	waitFrame(t, tab, "the message is acknowledged", `[...document.querySelectorAll('#log .mine .state')].some(e => e.textContent === 'Sent')`, 10*time.Second)
 
@@ -370,7 +352,8 @@ func TestWidgetBrowserConversation(t *testing.T) {
 	do(t, tab, "press Escape", chromedp.KeyEvent(kb.Escape))
 	waitFrame(t, tab, "Escape closes the panel", `document.getElementById('panel').hidden && document.activeElement.id === 'launcher'`, 5*time.Second)
 	// The loader hears of it by postMessage, a moment later.
-	waitHost(t, tab, "the loader shrinks the frame to the launcher and stores it closed",
+	// (the loader shrinks the frame to the launcher and stores it closed)
+	waitEval(t, tab,
 		`document.getElementById('chatpacket-frame').getBoundingClientRect().width === 60 && !JSON.parse(localStorage.getItem('chatpacket:`+wk+`')).open`, 5*time.Second)
 
 	// A single-page site's navigation is a page view too.
