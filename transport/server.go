@@ -9,6 +9,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,10 @@ const (
 	MaxHeaderBytes    = 16 << 10
 )
 
+// HSTS is the Strict-Transport-Security value of every answer over TLS:
+// browsers that saw it reach the node over HTTPS only, for a year.
+const HSTS = "max-age=31536000"
+
 // Server is the node's HTTP server.
 type Server struct {
 	log     *slog.Logger
@@ -36,6 +41,7 @@ type Server struct {
 	ready   atomic.Bool
 	metrics *metrics
 	api     atomic.Pointer[http.Handler] // nil while no node is there to answer
+	hsts    bool                         // over TLS, answers carry Strict-Transport-Security
 }
 
 // NewServer returns a server for addr; it does not listen yet.
@@ -48,7 +54,7 @@ func NewServer(addr string, log *slog.Logger) *Server {
 	mux.HandleFunc("/", s.serveAPI)
 	s.http = &http.Server{
 		Addr:              addr,
-		Handler:           mux,
+		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
 		WriteTimeout:      WriteTimeout,
@@ -57,6 +63,34 @@ func NewServer(addr string, log *slog.Logger) *Server {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s
+}
+
+// UseTLS makes Serve serve HTTPS (and WSS) with cfg; call it before
+// Serve. With hsts every answer carries Strict-Transport-Security: not for
+// a development certificate, whose HSTS a browser would keep for a year
+// for every app on localhost.
+//
+// The server speaks HTTP/1.1 only: WebSockets are upgraded by hijacking an
+// HTTP/1.1 connection, which HTTP/2 cannot do.
+func (s *Server) UseTLS(cfg *tls.Config, hsts bool) {
+	s.hsts = hsts
+	cfg = cfg.Clone()
+	if cfg.MinVersion == 0 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	s.http.TLSConfig = cfg
+	var p http.Protocols
+	p.SetHTTP1(true)
+	s.http.Protocols = &p
+}
+
+// serveHTTP is the handler of every request.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	// Only over TLS: RFC 6797 has browsers ignore it over plain HTTP.
+	if r.TLS != nil && s.hsts {
+		w.Header().Set("Strict-Transport-Security", HSTS)
+	}
+	s.mux.ServeHTTP(w, r)
 }
 
 // mount makes h serve every route but the server's own (health and
@@ -97,9 +131,16 @@ func (s *Server) Listen() (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve serves on ln until Shutdown; it returns nil after a clean shutdown.
+// Serve serves on ln until Shutdown, over TLS after UseTLS; it returns
+// nil after a clean shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	var err error
+	if s.http.TLSConfig != nil {
+		err = s.http.ServeTLS(ln, "", "") // the certificates are in TLSConfig
+	} else {
+		err = s.http.Serve(ln)
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("transport: serve: %w", err)
 	}
 	return nil

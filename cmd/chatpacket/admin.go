@@ -30,7 +30,7 @@ CHATPACKET_MASTER_KEY. A store opens only with the key it was created with.`,
 			return err
 		},
 	})
-	admin.AddCommand(key)
+	admin.AddCommand(key, newAdminOutboxCommand())
 	addClusterCommands(admin)
 	return admin
 }

@@ -2,12 +2,25 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
+	"net"
+	netmail "net/mail"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +49,17 @@ type serveConfig struct {
 	gossipPreset  string
 	masterKeyFile string
 	logLevel      slog.Level
+
+	smtpHost     string
+	smtpPort     int
+	smtpUser     string
+	smtpPassword string
+	smtpStartTLS string
+	mailFrom     string
+
+	tlsCert       string
+	tlsKey        string
+	tlsSelfSigned bool
 }
 
 func newServeCommand() *cobra.Command {
@@ -59,6 +83,20 @@ on disk on a majority of its shard's replicas. Gossip (TCP and UDP), the
 grain remote and raft listen on loopback by default; give addresses other
 machines can reach to run a cluster across machines.
 
+Mail (account verification, password resets, security alerts, invitations)
+goes to the SMTP server of --smtp-host, with STARTTLS required by default and
+AUTH PLAIN when --smtp-user is given; give the password in
+CHATPACKET_SMTP_PASSWORD rather than on the command line, where other users
+of the machine can see it. Without --smtp-host every email is written to
+DATA_DIR/outbox instead: read it with 'chatpacket admin outbox'.
+
+--tls-cert and --tls-key serve HTTPS and WSS on --http, with
+Strict-Transport-Security and __Host- session cookies. --tls-self-signed
+generates a certificate for localhost and 127.0.0.1 into DATA_DIR/tls on first
+start and reuses it after, without Strict-Transport-Security: for development
+and tests, as browsers warn about it until you trust it. See
+docs/operations.md.
+
 The node answers GET /healthz while it runs and GET /readyz with 200 once its
 store is open and it has joined its cluster. SIGTERM or SIGINT stops it
 gracefully within 10 s: it stops taking requests, stops its grains, leaves
@@ -78,13 +116,31 @@ the cluster and closes the store.`,
 	f.StringVar(&cfg.gossipPreset, "gossip-preset", "lan", "failure detection: lan (nodes on a network) or local (nodes on one machine: faster)")
 	f.StringVar(&cfg.masterKeyFile, "master-key-file", "", "file holding the master key (default: CHATPACKET_MASTER_KEY, else a development key in the data dir)")
 	f.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "least severe log level shown: debug, info, warn or error")
+	f.StringVar(&cfg.smtpHost, "smtp-host", "", "SMTP server that sends the service's emails (none: write them to DATA_DIR/outbox)")
+	f.IntVar(&cfg.smtpPort, "smtp-port", 587, "port of the SMTP server")
+	f.StringVar(&cfg.smtpUser, "smtp-user", "", "log in to the SMTP server with AUTH PLAIN as this user (none: no login)")
+	f.StringVar(&cfg.smtpPassword, "smtp-password", "", "password of --smtp-user; prefer CHATPACKET_SMTP_PASSWORD, as a command line is visible to other users")
+	f.StringVar(&cfg.smtpStartTLS, "smtp-starttls", mail.StartTLSRequired, "STARTTLS to the SMTP server: required, opportunistic (when offered) or off")
+	f.StringVar(&cfg.mailFrom, "mail-from", defaultMailFrom(), "sender of the service's emails")
+	f.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS and WSS on --http (with --tls-key)")
+	f.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
+	f.BoolVar(&cfg.tlsSelfSigned, "tls-self-signed", false, "serve HTTPS with a self-signed certificate for localhost, generated into DATA_DIR/tls (development)")
 	return cmd
 }
 
 func serve(ctx context.Context, cfg serveConfig) error {
+	if err := cfg.check(); err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	sender := mailSender(cfg, log)
+	tlsCfg, err := serverTLS(cfg, log, time.Now())
+	if err != nil {
+		return err
+	}
 
 	storeDir := filepath.Join(cfg.dataDir, "store")
 	mk, err := storage.LoadMasterKey(storage.MasterKeySource{
@@ -113,13 +169,18 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	}
 
 	srv := transport.NewServer(cfg.httpAddr, log)
+	scheme := "http"
+	if tlsCfg != nil {
+		srv.UseTLS(tlsCfg, !cfg.tlsSelfSigned)
+		scheme = "https"
+	}
 	ln, err := srv.Listen()
 	if err != nil {
 		machine.Close()
 		db.Close()
 		return err
 	}
-	log.Info("serving", "http", ln.Addr().String())
+	log.Info("serving", "http", ln.Addr().String(), "scheme", scheme)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -129,7 +190,7 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	node, err := startNode(ctx, cfg, log, db, machine, &ref)
 	for err == nil {
 		ref.Set(node)
-		if f, err = startFront(cfg, log, srv, node, machine); err != nil {
+		if f, err = startFront(cfg, log, srv, node, machine, sender, tlsCfg != nil); err != nil {
 			break
 		}
 		log.Info("cluster member", "gossip", node.GossipAddr(), "members", node.Members(), "member_id", node.System.ID)
@@ -182,14 +243,14 @@ type front struct {
 	api *transport.API
 }
 
-func startFront(cfg serveConfig, log *slog.Logger, srv *transport.Server, node *cluster.Node, machine *shard.Machine) (*front, error) {
+func startFront(cfg serveConfig, log *slog.Logger, srv *transport.Server, node *cluster.Node, machine *shard.Machine, sender mail.Sender, overTLS bool) (*front, error) {
 	adm, err := admin.Start(admin.Config{DataDir: cfg.dataDir, Node: node, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	f := &front{adm: adm, gw: gateway.New(node.Cluster, log)}
 	f.api = &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: f.gw, Log: log, Now: time.Now,
-		Mail: &mail.Outbox{Dir: filepath.Join(cfg.dataDir, "outbox"), From: "ChatPacket <noreply@localhost>"}}
+		Mail: sender, TLS: overTLS}
 	f.api.Register(srv)
 	return f, nil
 }
@@ -221,4 +282,207 @@ func startNode(ctx context.Context, cfg serveConfig, log *slog.Logger, db *stora
 	return cluster.StartShards(ctx, ccfg, db, machine,
 		cluster.WithKinds(grains.Kinds()...),
 		cluster.WithExtensions(&grains.Deps{Machine: machine, Now: time.Now, Log: log, CallTimeout: 5 * time.Second, Peers: ref.PeerAddrs}))
+}
+
+// check refuses flags that cannot work together, before the node touches
+// its data dir.
+func (cfg serveConfig) check() error {
+	if cfg.smtpHost == "" && (cfg.smtpUser != "" || cfg.smtpPassword != "") {
+		return errors.New("--smtp-user and --smtp-password need --smtp-host")
+	}
+	if cfg.smtpHost != "" {
+		if strings.ContainsAny(cfg.smtpHost, ":/ ") && net.ParseIP(cfg.smtpHost) == nil {
+			return fmt.Errorf("--smtp-host %q: give the host name alone, and the port with --smtp-port", cfg.smtpHost)
+		}
+		if cfg.smtpPort < 1 || cfg.smtpPort > 65535 {
+			return fmt.Errorf("--smtp-port %d: want 1-65535 (587 for submission with STARTTLS)", cfg.smtpPort)
+		}
+		if cfg.smtpUser != "" && cfg.smtpPassword == "" {
+			return errors.New("--smtp-user needs a password: set CHATPACKET_SMTP_PASSWORD (or --smtp-password)")
+		}
+		if cfg.smtpUser == "" && cfg.smtpPassword != "" {
+			return errors.New("--smtp-password needs --smtp-user")
+		}
+	}
+	switch cfg.smtpStartTLS {
+	case mail.StartTLSRequired, mail.StartTLSOpportunistic, mail.StartTLSOff:
+	default:
+		return fmt.Errorf("--smtp-starttls %q: want required, opportunistic or off", cfg.smtpStartTLS)
+	}
+	if _, err := netmail.ParseAddress(cfg.mailFrom); err != nil || strings.ContainsAny(cfg.mailFrom, "\r\n") {
+		return fmt.Errorf("--mail-from %q: want an address, with or without a name (ChatPacket <noreply@example.com>)", cfg.mailFrom)
+	}
+	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together: give both")
+	}
+	if cfg.tlsSelfSigned && cfg.tlsCert != "" {
+		return errors.New("--tls-self-signed generates its own certificate: give it or --tls-cert and --tls-key, not both")
+	}
+	return nil
+}
+
+// defaultMailFrom is "ChatPacket <noreply@HOSTNAME>".
+func defaultMailFrom() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return "ChatPacket <noreply@" + host + ">"
+}
+
+// mailSender is the node's mail: the SMTP server of the flags, or the
+// outbox in the data dir. It says once in the log which.
+func mailSender(cfg serveConfig, log *slog.Logger) mail.Sender {
+	if cfg.smtpHost == "" {
+		dir := filepath.Join(cfg.dataDir, "outbox")
+		log.Info("no --smtp-host: mail goes to the outbox in the data dir; read it with 'chatpacket admin outbox'", "dir", dir)
+		return &mail.Outbox{Dir: dir, From: cfg.mailFrom}
+	}
+	s := &mail.SMTP{Host: cfg.smtpHost, Port: cfg.smtpPort, Username: cfg.smtpUser, Password: cfg.smtpPassword,
+		StartTLS: cfg.smtpStartTLS, From: cfg.mailFrom}
+	if cfg.smtpPassword != "" && os.Getenv("CHATPACKET_SMTP_PASSWORD") == "" {
+		log.Warn("the SMTP password is on the command line, where other users of this machine can read it: give it in CHATPACKET_SMTP_PASSWORD")
+	}
+	log.Info("mail goes through SMTP", "server", s.Addr(), "starttls", s.StartTLS, "auth", s.Username != "", "from", cfg.mailFrom)
+	return s
+}
+
+// selfSignedValidity is how long a generated certificate lasts; it is
+// replaced at start when less than selfSignedRenew of it remains.
+const (
+	selfSignedValidity = 365 * 24 * time.Hour
+	selfSignedRenew    = 30 * 24 * time.Hour
+)
+
+// serverTLS is the HTTPS configuration of the flags, nil for plain HTTP.
+func serverTLS(cfg serveConfig, log *slog.Logger, now time.Time) (*tls.Config, error) {
+	certFile, keyFile := cfg.tlsCert, cfg.tlsKey
+	generated := false
+	switch {
+	case cfg.tlsSelfSigned:
+		var err error
+		if certFile, keyFile, generated, err = selfSignedPair(filepath.Join(cfg.dataDir, "tls"), now); err != nil {
+			return nil, err
+		}
+	case certFile == "":
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: load %s and %s: %w", certFile, keyFile, err)
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		return nil, fmt.Errorf("tls: %s holds no certificate", certFile)
+	}
+	attrs := []any{"cert", certFile, "sha256", fingerprint(leaf.Raw), "names", certNames(leaf), "expires", leaf.NotAfter.UTC().Format(time.DateOnly)}
+	switch {
+	case cfg.tlsSelfSigned:
+		log.Info("serving HTTPS with a self-signed certificate: browsers warn until you trust it; for development", append(attrs, "generated", generated)...)
+	case now.After(leaf.NotAfter):
+		log.Warn("the TLS certificate has EXPIRED: clients will refuse it", attrs...)
+	default:
+		log.Info("serving HTTPS", attrs...)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
+}
+
+// selfSignedPair returns dir's certificate and key, generating them when
+// they are missing or expire within selfSignedRenew. The key is readable
+// by the node's user only.
+func selfSignedPair(dir string, now time.Time) (certFile, keyFile string, generated bool, err error) {
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	_, certErr := os.Stat(certFile)
+	_, keyErr := os.Stat(keyFile)
+	if certErr == nil && keyErr == nil {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return "", "", false, fmt.Errorf("tls: self-signed pair in %s: %w (delete the directory to generate a new one)", dir, err)
+		}
+		if now.Add(selfSignedRenew).Before(pair.Leaf.NotAfter) {
+			return certFile, keyFile, false, nil
+		}
+	} else if !errors.Is(certErr, os.ErrNotExist) || !errors.Is(keyErr, os.ErrNotExist) {
+		return "", "", false, fmt.Errorf("tls: self-signed pair in %s: want both cert.pem and key.pem, or neither (%w)", dir, errors.Join(certErr, keyErr))
+	}
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", false, fmt.Errorf("tls: generate key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return "", "", false, fmt.Errorf("tls: generate serial: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "localhost", Organization: []string{"ChatPacket self-signed"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(selfSignedValidity),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", false, fmt.Errorf("tls: generate certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", "", false, fmt.Errorf("tls: encode key: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", false, fmt.Errorf("tls: %w", err)
+	}
+	// The key first: a certificate without its key would not load.
+	if err := writeFileAtomic(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return "", "", false, err
+	}
+	if err := writeFileAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return "", "", false, err
+	}
+	return certFile, keyFile, true, nil
+}
+
+// writeFileAtomic writes name through a temporary file: a crash leaves the
+// old file or the new one, never half of one.
+func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	_, werr := tmp.Write(data)
+	if err := errors.Join(werr, tmp.Chmod(perm), tmp.Sync(), tmp.Close()); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("tls: write %s: %w", name, err)
+	}
+	if err := os.Rename(tmp.Name(), name); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("tls: write %s: %w", name, err)
+	}
+	return nil
+}
+
+// fingerprint is the SHA-256 of a certificate as browsers and
+// `openssl x509 -fingerprint -sha256` show it.
+func fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	var b strings.Builder
+	for i, c := range sum {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%02X", c)
+	}
+	return b.String()
+}
+
+func certNames(c *x509.Certificate) string {
+	names := slices.Clone(c.DNSNames)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return strings.Join(names, ",")
 }
