@@ -33,7 +33,7 @@ start() {
   local name=$1
   shift
   "$bin" serve --data-dir "$work/data/$name" --http 127.0.0.1:0 --gossip 127.0.0.1:0 \
-    --remote 127.0.0.1:0 --raft 127.0.0.1:0 --gossip-preset local "$@" 2>"$work/$name.log" &
+    --remote 127.0.0.1:0 --raft 127.0.0.1:0 --gossip-preset local --widget-message-limits=false "$@" 2>"$work/$name.log" &
   pid=$!
   pids+=("$pid")
 }

@@ -47,8 +47,19 @@ type API struct {
 	// TLS says whether the server is reached over TLS: session cookies are
 	// then __Host- prefixed and Secure.
 	TLS bool
+	// PublicOrigin (scheme://host[:port]) is where the links of emails
+	// (verification, password reset) point. Empty: the origin a request
+	// was addressed to, which a forged Host header could change; set it in
+	// production.
+	PublicOrigin string
+	// MessageLimits bounds how fast visitors send messages (limits.go);
+	// the zero value is the default limits.
+	MessageLimits MessageLimits
 
-	metrics *metrics // the server's, set by Register
+	metrics  *metrics     // the server's, set by Register
+	accounts accountState // throttles and background emails of the account calls
+
+	limits widgetLimits // visitors' message rates (limits.go)
 
 	// sockets are the open WebSocket connections: http.Server.Shutdown does
 	// not see hijacked connections, so CloseSockets closes them.
@@ -102,12 +113,15 @@ func (a *API) Register(srv *Server) {
 	s.Handle("POST /api/v1/logout", a.handler(a.authenticated(a.logout)))
 	s.Handle("POST /api/v1/tokens", a.handler(a.authenticated(a.createToken)))
 	s.Handle("GET /api/v1/me", a.handler(a.authenticated(a.me)))
+	a.registerAccounts(s)
 	a.registerWidget(s)
 	a.registerConversations(s)
 	a.registerSockets(s)
 	a.registerVisitors(s)
 	a.registerSettings(s)
 	a.registerInvitations(s)
+	a.registerTeams(s)
+	a.registerAudit(s)
 	a.registerWidgetUI(s)
 	a.registerDashboard(s)
 	srv.mount(s)
@@ -134,6 +148,7 @@ var errUnauthenticated = errorf(http.StatusUnauthorized, "unauthenticated", "log
 // into an http.Handler that writes JSON.
 func (a *API) handler(fn func(w http.ResponseWriter, r *http.Request) (int, any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		apiHeaders(w.Header())
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		// Every call answers within RequestDeadline: a node cut off from
 		// its shards' majorities says so (503) rather than hang.
@@ -154,6 +169,17 @@ func (a *API) handler(fn func(w http.ResponseWriter, r *http.Request) (int, any,
 		}
 		writeJSON(w, status, body)
 	})
+}
+
+// apiHeaders are the security headers of every /api/v1 answer: JSON is
+// never sniffed as something else, never framed, and runs nothing if a
+// browser opens it as a page. (The widget frame and dashboard pages are
+// not API answers: they set their own policies.)
+func apiHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {

@@ -32,11 +32,13 @@ func apiServerWithMail(t *testing.T) (string, *mail.Outbox) {
 	s := NewServer("127.0.0.1:0", quiet)
 	gw := gateway.New(n.Cluster, quiet)
 	outbox := &mail.Outbox{Dir: t.TempDir(), From: "ChatPacket <noreply@chatpacket.test>"}
-	(&API{Cluster: n.Cluster, Machine: n.Machine, Gateway: gw, Log: quiet, Now: time.Now, Mail: outbox}).Register(s)
+	api := &API{Cluster: n.Cluster, Machine: n.Machine, Gateway: gw, Log: quiet, Now: time.Now, Mail: outbox}
+	api.Register(s)
 	ts := httptest.NewServer(s.http.Handler)
 	t.Cleanup(func() { // runs before the node's cleanup
 		ts.CloseClientConnections()
 		ts.Close()
+		api.WaitMail() // before the outbox's temp dir goes
 		gw.Close()
 	})
 	return ts.URL, outbox

@@ -31,10 +31,11 @@ type conversationJSON struct {
 	AssigneeID    string `json:"assignee_id,omitempty"`
 	LastMessageAt string `json:"last_message_at,omitempty"`
 	LastSeq       uint64 `json:"last_seq"`
+	TeamID        string `json:"team_id"`
 }
 
 func conversationOf(rec *actorspb.ConversationRecord) conversationJSON {
-	c := conversationJSON{ID: idString(rec.Id), VisitorID: idString(rec.VisitorId), Status: statusName(rec.Status), AssigneeID: idString(rec.AssigneeId), LastSeq: rec.LastSeq}
+	c := conversationJSON{ID: idString(rec.Id), VisitorID: idString(rec.VisitorId), Status: statusName(rec.Status), AssigneeID: idString(rec.AssigneeId), LastSeq: rec.LastSeq, TeamID: idString(rec.TeamId)}
 	if rec.LastMessageUnixMs > 0 {
 		c.LastMessageAt = time.UnixMilli(rec.LastMessageUnixMs).UTC().Format(time.RFC3339)
 	}
@@ -72,9 +73,10 @@ func idString(raw []byte) string {
 	return storage.BytesID(raw).String()
 }
 
-// listConversations answers the inbox: the tenant's conversations with
-// their current status, read from each conversation (the inbox lists
-// which conversations there are; they know their own state).
+// listConversations answers the inbox: the tenant's conversations the
+// caller may see, with their current status, read from each conversation
+// (the inbox lists which conversations there are; they know their own
+// state).
 func (a *API) listConversations(_ http.ResponseWriter, r *http.Request, p *principal) (int, any, error) {
 	want := r.URL.Query().Get("status")
 	switch want {
@@ -83,6 +85,10 @@ func (a *API) listConversations(_ http.ResponseWriter, r *http.Request, p *princ
 	case "open", "pending", "closed", "all":
 	default:
 		return 0, nil, errorf(http.StatusBadRequest, "invalid_status", "status is open, pending, closed or all")
+	}
+	ac, err := a.access(r, p)
+	if err != nil {
+		return 0, nil, err
 	}
 	entries, err := a.Machine.Inbox(r.Context(), p.tenant, storage.ID{}, MaxInbox)
 	if err != nil {
@@ -95,6 +101,9 @@ func (a *API) listConversations(_ http.ResponseWriter, r *http.Request, p *princ
 		if err != nil {
 			continue // erased or not committed yet: not shown
 		}
+		if !ac.sees(rec) {
+			continue
+		}
 		c := conversationOf(rec)
 		if want == "all" || want == c.Status {
 			out = append(out, c)
@@ -103,8 +112,9 @@ func (a *API) listConversations(_ http.ResponseWriter, r *http.Request, p *princ
 	return http.StatusOK, map[string]any{"conversations": out}, nil
 }
 
-// agentConversation parses the path's conversation id; another tenant's
-// conversation answers 404 from the grain.
+// agentConversation parses the path's conversation id. Handlers read it
+// through visibleConversation, which answers 404 for another tenant's
+// conversation and for one the caller may not see.
 func agentConversation(r *http.Request) (storage.ID, error) {
 	id, err := storage.ParseID(r.PathValue("id"))
 	if err != nil {
@@ -114,7 +124,7 @@ func agentConversation(r *http.Request) (storage.ID, error) {
 }
 
 func (a *API) agentMessages(_ http.ResponseWriter, r *http.Request, p *principal) (int, any, error) {
-	conv, err := agentConversation(r)
+	conv, _, err := a.visibleConversation(r, p)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -132,17 +142,14 @@ func (a *API) agentNote(_ http.ResponseWriter, r *http.Request, p *principal) (i
 }
 
 func (a *API) agentWrite(r *http.Request, p *principal, internal bool) (int, any, error) {
-	conv, err := agentConversation(r)
+	// Agents answer conversations; they do not start them.
+	conv, _, err := a.visibleConversation(r, p)
 	if err != nil {
 		return 0, nil, err
 	}
 	var req postRequest
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
-	}
-	// Agents answer conversations; they do not start them.
-	if _, err := a.Machine.Conversation(r.Context(), p.tenant, conv); err != nil {
-		return 0, nil, errorf(http.StatusNotFound, "not_found", "no such conversation")
 	}
 	res, err := grainpb.GetConversationGrainClient(a.Cluster, conv.String()).Post(&grainpb.PostRequest{
 		TenantId: p.tenant[:], ClientId: req.ClientID, Body: req.Body, Internal: internal,
@@ -164,7 +171,7 @@ type statusRequest struct {
 // setStatus sets a conversation open, pending (waiting on the visitor) or
 // closed, and answers the conversation.
 func (a *API) setStatus(_ http.ResponseWriter, r *http.Request, p *principal) (int, any, error) {
-	conv, err := agentConversation(r)
+	conv, _, err := a.visibleConversation(r, p)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -190,7 +197,7 @@ type assignRequest struct {
 // assign gives a conversation to an agent of the tenant ("" unassigns) and
 // answers the conversation.
 func (a *API) assign(_ http.ResponseWriter, r *http.Request, p *principal) (int, any, error) {
-	conv, err := agentConversation(r)
+	conv, _, err := a.visibleConversation(r, p)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -221,7 +228,7 @@ func (a *API) assign(_ http.ResponseWriter, r *http.Request, p *principal) (int,
 }
 
 func (a *API) closeConversation(_ http.ResponseWriter, r *http.Request, p *principal) (int, any, error) {
-	conv, err := agentConversation(r)
+	conv, _, err := a.visibleConversation(r, p)
 	if err != nil {
 		return 0, nil, err
 	}

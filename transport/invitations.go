@@ -62,8 +62,9 @@ func (a *API) invite(_ http.ResponseWriter, r *http.Request, p *principal) (int,
 	}}}}); err != nil {
 		return 0, nil, err
 	}
+	a.audit(r, p, AuditInvitationCreated, map[string]string{"email": normalizeEmail(req.Email), "role": roleName(role)})
 	return http.StatusCreated, map[string]string{
-		"token": token, "invite_url": a.ownOrigin(r) + "/invite/" + token, "expires_at": expires.UTC().Format(time.RFC3339),
+		"token": token, "invite_url": a.linkOrigin(r) + "/invite/" + token, "expires_at": expires.UTC().Format(time.RFC3339),
 	}, nil
 }
 
@@ -140,6 +141,9 @@ func (a *API) acceptInvitation(w http.ResponseWriter, r *http.Request) (int, any
 	if _, err := a.apply(r.Context(), &actorspb.Command{Op: &actorspb.Command_DeleteToken{DeleteToken: &actorspb.DeleteToken{Hash: hash}}}); err != nil {
 		return 0, nil, err
 	}
+	a.audit(r, &principal{tenant: storage.BytesID(rec.TenantId), agent: id}, AuditInvitationAccepted, map[string]string{
+		"invited_by": idString(rec.SubjectId), "role": roleName(rec.Role),
+	})
 	_, body, err := a.startSession(w, r, agent)
 	return http.StatusCreated, body, err
 }
@@ -154,8 +158,12 @@ func (a *API) me(_ http.ResponseWriter, r *http.Request, p *principal) (int, any
 	if err != nil {
 		return 0, nil, grainError(err)
 	}
-	return http.StatusOK, map[string]string{
+	body := map[string]any{
 		"agent_id": p.agent.String(), "tenant_id": p.tenant.String(), "name": agent.Name, "email": agent.Email,
 		"role": roleName(agent.Role), "organization": res.Tenant.GetName(),
-	}, nil
+	}
+	if err := a.accountStatus(r.Context(), p, body); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, body, nil
 }

@@ -6,8 +6,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"unicode/utf8"
 
+	"github.com/chatpacket/chatpacket/transport/passwords"
 	"golang.org/x/crypto/argon2"
 )
 
@@ -66,3 +69,16 @@ func checkPassword(hash, password string) (bool, error) {
 // dummyHash is checked against when a login names no account, so that an
 // unknown email takes as long to refuse as a wrong password.
 var dummyHash = hashPassword("not a password anyone has")
+
+// checkNewPassword checks a password an agent chooses (signup, invitation,
+// reset, change): its length, and that it is not one of the most common
+// passwords (whatever its case), which are guessed first.
+func checkNewPassword(password string) error {
+	if n := utf8.RuneCountInString(password); n < MinPasswordLen || n > MaxPasswordLen {
+		return errorf(http.StatusBadRequest, "invalid_password", "a password needs %d to %d characters", MinPasswordLen, MaxPasswordLen)
+	}
+	if passwords.Common(password) {
+		return errorf(http.StatusBadRequest, "common_password", "this password is among the most common ones; choose another")
+	}
+	return nil
+}

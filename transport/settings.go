@@ -98,6 +98,21 @@ func (a *API) patchSettings(_ http.ResponseWriter, r *http.Request, p *principal
 	if err != nil {
 		return 0, nil, grainError(err)
 	}
+	var fields []string
+	for _, f := range []struct {
+		name    string
+		changed bool
+	}{
+		{"name", u.Name != t.Name}, {"widget_color", u.WidgetColor != t.WidgetColor},
+		{"widget_greeting", u.WidgetGreeting != t.WidgetGreeting}, {"allowed_origins", !slices.Equal(u.AllowedOrigins, t.AllowedOrigins)},
+	} {
+		if f.changed {
+			fields = append(fields, f.name)
+		}
+	}
+	if len(fields) > 0 {
+		a.audit(r, p, AuditSettingsChanged, map[string]string{"fields": strings.Join(fields, ",")})
+	}
 	return http.StatusOK, settingsOf(res.Tenant), nil
 }
 
@@ -116,12 +131,16 @@ func (a *API) listAgents(_ http.ResponseWriter, _ *http.Request, p *principal) (
 	}
 	out := make([]agentJSON, 0, len(res.Agents))
 	for _, ag := range res.Agents {
-		out = append(out, agentJSON{
-			ID: idString(ag.Id), Name: ag.Name, Email: ag.Email, Role: roleName(ag.Role),
-			CreatedAt: time.UnixMilli(ag.CreatedUnixMs).UTC().Format(time.RFC3339),
-		})
+		out = append(out, agentJSONOf(ag))
 	}
 	return http.StatusOK, map[string]any{"agents": out}, nil
+}
+
+func agentJSONOf(ag *actorspb.AgentRecord) agentJSON {
+	return agentJSON{
+		ID: idString(ag.Id), Name: ag.Name, Email: ag.Email, Role: roleName(ag.Role),
+		CreatedAt: time.UnixMilli(ag.CreatedUnixMs).UTC().Format(time.RFC3339),
+	}
 }
 
 func roleName(r actorspb.Role) string {

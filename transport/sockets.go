@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/chatpacket/chatpacket/actors/actorspb"
 	"github.com/chatpacket/chatpacket/actors/gateway"
@@ -46,6 +47,8 @@ type socket struct {
 	author *actorspb.Author
 	// visitor is set for widget sockets: they see only its conversations.
 	visitor *visitor
+	// access is set for agent sockets: which conversations they see.
+	access *socketAccess
 
 	mu      sync.Mutex
 	watches map[storage.ID]*gateway.Watch
@@ -93,10 +96,11 @@ func (a *API) agentSocket(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	s := &socket{api: a, conn: conn, tenant: p.tenant,
+	s := &socket{api: a, conn: conn, tenant: p.tenant, access: &socketAccess{api: a, tenant: p.tenant, agent: p.agent, role: p.role},
 		author: &actorspb.Author{Kind: actorspb.AuthorKind_AUTHOR_KIND_AGENT, Id: p.agent[:]}, watches: map[storage.ID]*gateway.Watch{}}
-	// The agent sees every conversation of the tenant as it becomes active:
-	// the tenant's summaries say which, and Summary watches each.
+	// The agent sees every conversation of the tenant it may see as it
+	// becomes active: the tenant's summaries say which, and Summary
+	// watches each.
 	tw, err := a.Gateway.WatchTenant(p.tenant, s)
 	if err != nil {
 		a.Log.Error("watching a tenant for an agent socket", "err", err)
@@ -188,6 +192,15 @@ func (s *socket) conversation(ctx context.Context, f clientFrame, mayBeNew bool)
 	case s.visitor != nil && string(rec.VisitorId) != string(s.visitor.id[:]):
 		return conv, errorf(http.StatusNotFound, "not_found", "no such conversation")
 	}
+	if s.access != nil {
+		ac, err := s.access.current(ctx)
+		if err != nil {
+			return conv, err
+		}
+		if !ac.sees(rec) {
+			return conv, errorf(http.StatusNotFound, "not_found", "no such conversation")
+		}
+	}
 	return conv, nil
 }
 
@@ -195,6 +208,12 @@ func (s *socket) send(ctx context.Context, f clientFrame) error {
 	conv, err := s.conversation(ctx, f, true)
 	if err != nil {
 		return err
+	}
+	if s.visitor != nil {
+		// Not stored: the client may send it again, with the same client_id.
+		if err := s.api.limitVisitorMessage(nil, *s.visitor); err != nil {
+			return err
+		}
 	}
 	req := &grainpb.PostRequest{TenantId: s.tenant[:], ClientId: f.ClientID, Body: f.Body, Author: s.author}
 	if s.visitor != nil {
@@ -257,18 +276,49 @@ func (s *socket) watch(conv storage.ID, after uint64, replace bool) error {
 // sockets, gateway.TenantSink): a conversation the socket does not watch
 // yet is announced with a conversation frame and watched from the summary's
 // since_seq, so its new messages follow. Watched ones need nothing: their
-// watch delivers messages and changes.
+// watch delivers messages and changes. A conversation the agent may not
+// see is skipped, and unwatched if it was watched (the agent left its
+// team) with a conversation_removed frame.
 func (s *socket) Summary(sum *grainpb.ConversationSummary) error {
 	c := sum.GetConversation()
 	conv := storage.BytesID(c.GetId())
+	ctx, cancel := context.WithTimeout(context.Background(), RequestDeadline)
+	ac, err := s.access.current(ctx)
+	cancel()
+	if err != nil {
+		s.api.Log.Warn("reading an agent's teams", "err", err)
+		ac = s.access.cached()
+	}
+	visible := ac.sees(c)
 	s.mu.Lock()
-	_, watched := s.watches[conv]
+	w, watched := s.watches[conv]
+	if watched && !visible {
+		delete(s.watches, conv)
+	}
 	s.mu.Unlock()
+	if !visible {
+		if watched {
+			w.Close()
+			return s.conn.SendJSON(map[string]any{"type": "conversation_removed", "conversation_id": conv.String()})
+		}
+		return nil
+	}
 	if watched {
 		return nil
 	}
+	if !ac.all {
+		// Summaries can arrive after the change event that moved the
+		// conversation out of the agent's teams: before watching, the team
+		// as stored decides.
+		ctx, cancel := context.WithTimeout(context.Background(), RequestDeadline)
+		rec, err := s.api.Machine.Conversation(ctx, s.tenant, conv)
+		cancel()
+		if err != nil || !ac.sees(rec) {
+			return nil
+		}
+	}
 	frame := map[string]any{"type": "conversation", "conversation_id": conv.String(), "visitor_id": idString(c.VisitorId),
-		"status": statusName(c.Status), "assignee_id": idString(c.AssigneeId), "last_seq": c.LastSeq}
+		"status": statusName(c.Status), "assignee_id": idString(c.AssigneeId), "last_seq": c.LastSeq, "team_id": idString(c.TeamId)}
 	if err := s.conn.SendJSON(frame); err != nil {
 		return err
 	}
@@ -341,11 +391,64 @@ func (s *socket) Deliver(ev *grainpb.ConversationEvent) error {
 		frame = map[string]any{"type": "read", "conversation_id": conv, "reader_id": idString(e.Read.ReaderId), "seq": e.Read.Seq}
 	case *grainpb.ConversationEvent_Changed:
 		c := e.Changed.GetConversation()
-		frame = map[string]any{"type": "conversation", "conversation_id": conv, "status": statusName(c.GetStatus()), "assignee_id": idString(c.GetAssigneeId())}
+		if s.access != nil && !s.access.cached().sees(c) {
+			// Moved to a team the agent is not in: nothing of it from now
+			// on. Ending the watch (by the error) comes before any later
+			// event of the conversation, so none of them is delivered.
+			s.mu.Lock()
+			delete(s.watches, storage.BytesID(ev.ConversationId))
+			s.mu.Unlock()
+			s.conn.SendJSON(map[string]any{"type": "conversation_removed", "conversation_id": conv})
+			return errHidden
+		}
+		frame = map[string]any{"type": "conversation", "conversation_id": conv, "status": statusName(c.GetStatus()), "assignee_id": idString(c.GetAssigneeId()), "team_id": idString(c.GetTeamId())}
 	default:
 		return nil
 	}
 	return s.conn.SendJSON(frame)
+}
+
+// errHidden ends the watch of a conversation the socket may no longer see.
+var errHidden = errors.New("transport: conversation no longer visible to the agent")
+
+// accessTTL is how long an agent socket trusts the teams it read: a change
+// of membership reaches sockets open on any node within it. A change of a
+// conversation's team reaches them at once (its change event).
+const accessTTL = 5 * time.Second
+
+// socketAccess is what an agent socket may see. current may read the
+// store (frames, summaries); cached never blocks (Deliver).
+type socketAccess struct {
+	api           *API
+	tenant, agent storage.ID
+	role          actorspb.Role // as when the socket opened
+
+	mu   sync.Mutex
+	ac   access
+	read time.Time // zero: never read
+}
+
+func (sa *socketAccess) current(ctx context.Context) (access, error) {
+	sa.mu.Lock()
+	ac, read := sa.ac, sa.read
+	sa.mu.Unlock()
+	if !read.IsZero() && (ac.all || time.Since(read) < accessTTL) {
+		return ac, nil
+	}
+	ac, err := sa.api.accessOf(ctx, sa.tenant, sa.agent, sa.role)
+	if err != nil {
+		return access{}, err
+	}
+	sa.mu.Lock()
+	sa.ac, sa.read = ac, time.Now()
+	sa.mu.Unlock()
+	return ac, nil
+}
+
+func (sa *socketAccess) cached() access {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	return sa.ac
 }
 
 var (

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chatpacket/chatpacket/actors/actorspb"
 	"github.com/chatpacket/chatpacket/actors/grainpb"
+	"github.com/chatpacket/chatpacket/actors/grains"
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/storage"
 )
@@ -108,6 +109,14 @@ func (a *API) getVisitor(_ http.ResponseWriter, r *http.Request, p *principal) (
 		return 0, nil, errorf(http.StatusNotFound, "not_found", "no such visitor")
 	}
 	rec, err := a.Machine.Visitor(r.Context(), p.tenant, id)
+	if err == nil || errors.Is(err, storage.ErrErased) {
+		switch ok, verr := a.seesVisitor(r, p, id); {
+		case verr != nil:
+			return 0, nil, verr
+		case !ok:
+			err = shard.ErrNotFound
+		}
+	}
 	switch {
 	case errors.Is(err, shard.ErrNotFound):
 		return 0, nil, errorf(http.StatusNotFound, "not_found", "no such visitor")
@@ -134,4 +143,30 @@ func (a *API) getVisitor(_ http.ResponseWriter, r *http.Request, p *principal) (
 		body["last_seen_at"] = time.UnixMilli(rec.LastSeenUnixMs).UTC().Format(time.RFC3339)
 	}
 	return http.StatusOK, body, nil
+}
+
+// seesVisitor reports whether p may read a visitor of its tenant: owners
+// and admins may read any; an agent one with at least one conversation
+// the agent sees (a visitor who has not chatted yet is for owners and
+// admins only).
+func (a *API) seesVisitor(r *http.Request, p *principal, id storage.ID) (bool, error) {
+	ac, err := a.access(r, p)
+	if err != nil || ac.all {
+		return ac.all, err
+	}
+	// An erased visitor's list is gone with it: agents get 404.
+	list, err := a.Machine.VisitorConversations(r.Context(), p.tenant, id, grains.MaxVisitorConversations)
+	switch {
+	case errors.Is(err, shard.ErrNotFound), errors.Is(err, storage.ErrErased):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	for _, c := range list {
+		rec, err := a.Machine.Conversation(r.Context(), p.tenant, storage.BytesID(c.ConversationId))
+		if err == nil && ac.sees(rec) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -174,7 +174,10 @@ func (a *API) visitorConversation(r *http.Request, v visitor, conv storage.ID, m
 	return nil
 }
 
-func (a *API) widgetPost(_ http.ResponseWriter, r *http.Request, v visitor) (int, any, error) {
+func (a *API) widgetPost(w http.ResponseWriter, r *http.Request, v visitor) (int, any, error) {
+	if err := a.limitVisitorMessage(w, v); err != nil {
+		return 0, nil, err
+	}
 	var req postRequest
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err

@@ -234,28 +234,34 @@ func (IndexScope) EnumDescriptor() ([]byte, []int) {
 type TokenKind int32
 
 const (
-	TokenKind_TOKEN_KIND_UNSPECIFIED TokenKind = 0
-	TokenKind_TOKEN_KIND_SESSION     TokenKind = 1 // an agent's login session (cookie)
-	TokenKind_TOKEN_KIND_API         TokenKind = 2 // an agent's API token (scripts)
-	TokenKind_TOKEN_KIND_VISITOR     TokenKind = 3 // a widget visitor's token
-	TokenKind_TOKEN_KIND_INVITATION  TokenKind = 4 // an invitation to join a tenant's team: single use
+	TokenKind_TOKEN_KIND_UNSPECIFIED    TokenKind = 0
+	TokenKind_TOKEN_KIND_SESSION        TokenKind = 1  // an agent's login session (cookie)
+	TokenKind_TOKEN_KIND_API            TokenKind = 2  // an agent's API token (scripts)
+	TokenKind_TOKEN_KIND_VISITOR        TokenKind = 3  // a widget visitor's token
+	TokenKind_TOKEN_KIND_INVITATION     TokenKind = 4  // an invitation to join a tenant's team: single use
+	TokenKind_TOKEN_KIND_VERIFY_EMAIL   TokenKind = 10 // an email verification link: single use, 48 h
+	TokenKind_TOKEN_KIND_PASSWORD_RESET TokenKind = 11 // a password reset link: single use, 1 h
 )
 
 // Enum value maps for TokenKind.
 var (
 	TokenKind_name = map[int32]string{
-		0: "TOKEN_KIND_UNSPECIFIED",
-		1: "TOKEN_KIND_SESSION",
-		2: "TOKEN_KIND_API",
-		3: "TOKEN_KIND_VISITOR",
-		4: "TOKEN_KIND_INVITATION",
+		0:  "TOKEN_KIND_UNSPECIFIED",
+		1:  "TOKEN_KIND_SESSION",
+		2:  "TOKEN_KIND_API",
+		3:  "TOKEN_KIND_VISITOR",
+		4:  "TOKEN_KIND_INVITATION",
+		10: "TOKEN_KIND_VERIFY_EMAIL",
+		11: "TOKEN_KIND_PASSWORD_RESET",
 	}
 	TokenKind_value = map[string]int32{
-		"TOKEN_KIND_UNSPECIFIED": 0,
-		"TOKEN_KIND_SESSION":     1,
-		"TOKEN_KIND_API":         2,
-		"TOKEN_KIND_VISITOR":     3,
-		"TOKEN_KIND_INVITATION":  4,
+		"TOKEN_KIND_UNSPECIFIED":    0,
+		"TOKEN_KIND_SESSION":        1,
+		"TOKEN_KIND_API":            2,
+		"TOKEN_KIND_VISITOR":        3,
+		"TOKEN_KIND_INVITATION":     4,
+		"TOKEN_KIND_VERIFY_EMAIL":   10,
+		"TOKEN_KIND_PASSWORD_RESET": 11,
 	}
 )
 
@@ -409,7 +415,10 @@ type ConversationRecord struct {
 	LastMessageUnixMs int64                  `protobuf:"varint,8,opt,name=last_message_unix_ms,json=lastMessageUnixMs,proto3" json:"last_message_unix_ms,omitempty"`
 	// read_seq is, per reader (visitor or agent id, as hex), the highest seq
 	// they have read.
-	ReadSeq       map[string]uint64 `protobuf:"bytes,9,rep,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	ReadSeq map[string]uint64 `protobuf:"bytes,9,rep,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// team_id is the team the conversation belongs to; empty: none. Agents
+	// of role agent see only conversations of their teams.
+	TeamId        []byte `protobuf:"bytes,30,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -503,6 +512,13 @@ func (x *ConversationRecord) GetLastMessageUnixMs() int64 {
 func (x *ConversationRecord) GetReadSeq() map[string]uint64 {
 	if x != nil {
 		return x.ReadSeq
+	}
+	return nil
+}
+
+func (x *ConversationRecord) GetTeamId() []byte {
+	if x != nil {
+		return x.TeamId
 	}
 	return nil
 }
@@ -664,6 +680,20 @@ type Command struct {
 	//	*Command_AddVisitorConversation
 	//	*Command_UpdateTenant
 	//	*Command_SetStatus
+	//	*Command_AddAgentSession
+	//	*Command_RemoveAgentSessions
+	//	*Command_SetAgentPassword
+	//	*Command_VerifyAgentEmail
+	//	*Command_SetupTwoFactor
+	//	*Command_EnableTwoFactor
+	//	*Command_DisableTwoFactor
+	//	*Command_UseSecondFactor
+	//	*Command_ConsumeToken
+	//	*Command_PutTeam
+	//	*Command_DeleteTeam
+	//	*Command_SetConversationTeam
+	//	*Command_SetAgentRole
+	//	*Command_AppendAudit
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -859,6 +889,132 @@ func (x *Command) GetSetStatus() *SetConversationStatus {
 	return nil
 }
 
+func (x *Command) GetAddAgentSession() *AddAgentSession {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AddAgentSession); ok {
+			return x.AddAgentSession
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveAgentSessions() *RemoveAgentSessions {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemoveAgentSessions); ok {
+			return x.RemoveAgentSessions
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetAgentPassword() *SetAgentPassword {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetAgentPassword); ok {
+			return x.SetAgentPassword
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetVerifyAgentEmail() *VerifyAgentEmail {
+	if x != nil {
+		if x, ok := x.Op.(*Command_VerifyAgentEmail); ok {
+			return x.VerifyAgentEmail
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetupTwoFactor() *SetupTwoFactor {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetupTwoFactor); ok {
+			return x.SetupTwoFactor
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetEnableTwoFactor() *EnableTwoFactor {
+	if x != nil {
+		if x, ok := x.Op.(*Command_EnableTwoFactor); ok {
+			return x.EnableTwoFactor
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDisableTwoFactor() *DisableTwoFactor {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DisableTwoFactor); ok {
+			return x.DisableTwoFactor
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUseSecondFactor() *UseSecondFactor {
+	if x != nil {
+		if x, ok := x.Op.(*Command_UseSecondFactor); ok {
+			return x.UseSecondFactor
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetConsumeToken() *ConsumeToken {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ConsumeToken); ok {
+			return x.ConsumeToken
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutTeam() *PutTeam {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutTeam); ok {
+			return x.PutTeam
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteTeam() *DeleteTeam {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteTeam); ok {
+			return x.DeleteTeam
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetConversationTeam() *SetConversationTeam {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetConversationTeam); ok {
+			return x.SetConversationTeam
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetAgentRole() *SetAgentRole {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetAgentRole); ok {
+			return x.SetAgentRole
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAppendAudit() *AppendAudit {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AppendAudit); ok {
+			return x.AppendAudit
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -931,6 +1087,63 @@ type Command_SetStatus struct {
 	SetStatus *SetConversationStatus `protobuf:"bytes,17,opt,name=set_status,json=setStatus,proto3,oneof"`
 }
 
+type Command_AddAgentSession struct {
+	// accounts (step 5): 20–29
+	AddAgentSession *AddAgentSession `protobuf:"bytes,20,opt,name=add_agent_session,json=addAgentSession,proto3,oneof"`
+}
+
+type Command_RemoveAgentSessions struct {
+	RemoveAgentSessions *RemoveAgentSessions `protobuf:"bytes,21,opt,name=remove_agent_sessions,json=removeAgentSessions,proto3,oneof"`
+}
+
+type Command_SetAgentPassword struct {
+	SetAgentPassword *SetAgentPassword `protobuf:"bytes,22,opt,name=set_agent_password,json=setAgentPassword,proto3,oneof"`
+}
+
+type Command_VerifyAgentEmail struct {
+	VerifyAgentEmail *VerifyAgentEmail `protobuf:"bytes,23,opt,name=verify_agent_email,json=verifyAgentEmail,proto3,oneof"`
+}
+
+type Command_SetupTwoFactor struct {
+	SetupTwoFactor *SetupTwoFactor `protobuf:"bytes,24,opt,name=setup_two_factor,json=setupTwoFactor,proto3,oneof"`
+}
+
+type Command_EnableTwoFactor struct {
+	EnableTwoFactor *EnableTwoFactor `protobuf:"bytes,25,opt,name=enable_two_factor,json=enableTwoFactor,proto3,oneof"`
+}
+
+type Command_DisableTwoFactor struct {
+	DisableTwoFactor *DisableTwoFactor `protobuf:"bytes,26,opt,name=disable_two_factor,json=disableTwoFactor,proto3,oneof"`
+}
+
+type Command_UseSecondFactor struct {
+	UseSecondFactor *UseSecondFactor `protobuf:"bytes,27,opt,name=use_second_factor,json=useSecondFactor,proto3,oneof"`
+}
+
+type Command_ConsumeToken struct {
+	ConsumeToken *ConsumeToken `protobuf:"bytes,28,opt,name=consume_token,json=consumeToken,proto3,oneof"`
+}
+
+type Command_PutTeam struct {
+	PutTeam *PutTeam `protobuf:"bytes,30,opt,name=put_team,json=putTeam,proto3,oneof"`
+}
+
+type Command_DeleteTeam struct {
+	DeleteTeam *DeleteTeam `protobuf:"bytes,31,opt,name=delete_team,json=deleteTeam,proto3,oneof"`
+}
+
+type Command_SetConversationTeam struct {
+	SetConversationTeam *SetConversationTeam `protobuf:"bytes,32,opt,name=set_conversation_team,json=setConversationTeam,proto3,oneof"`
+}
+
+type Command_SetAgentRole struct {
+	SetAgentRole *SetAgentRole `protobuf:"bytes,33,opt,name=set_agent_role,json=setAgentRole,proto3,oneof"`
+}
+
+type Command_AppendAudit struct {
+	AppendAudit *AppendAudit `protobuf:"bytes,34,opt,name=append_audit,json=appendAudit,proto3,oneof"`
+}
+
 func (*Command_Post) isCommand_Op() {}
 
 func (*Command_Assign) isCommand_Op() {}
@@ -964,6 +1177,34 @@ func (*Command_AddVisitorConversation) isCommand_Op() {}
 func (*Command_UpdateTenant) isCommand_Op() {}
 
 func (*Command_SetStatus) isCommand_Op() {}
+
+func (*Command_AddAgentSession) isCommand_Op() {}
+
+func (*Command_RemoveAgentSessions) isCommand_Op() {}
+
+func (*Command_SetAgentPassword) isCommand_Op() {}
+
+func (*Command_VerifyAgentEmail) isCommand_Op() {}
+
+func (*Command_SetupTwoFactor) isCommand_Op() {}
+
+func (*Command_EnableTwoFactor) isCommand_Op() {}
+
+func (*Command_DisableTwoFactor) isCommand_Op() {}
+
+func (*Command_UseSecondFactor) isCommand_Op() {}
+
+func (*Command_ConsumeToken) isCommand_Op() {}
+
+func (*Command_PutTeam) isCommand_Op() {}
+
+func (*Command_DeleteTeam) isCommand_Op() {}
+
+func (*Command_SetConversationTeam) isCommand_Op() {}
+
+func (*Command_SetAgentRole) isCommand_Op() {}
+
+func (*Command_AppendAudit) isCommand_Op() {}
 
 // PostMessage appends a message. A conversation that does not exist yet is
 // created, open, for visitor_id. A client_id seen before in the conversation
@@ -3239,6 +3480,1271 @@ func (x *RawRecord) GetErased() bool {
 	return false
 }
 
+// AccountRecord is an agent's account security state.
+type AccountRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	EmailVerified bool                   `protobuf:"varint,1,opt,name=email_verified,json=emailVerified,proto3" json:"email_verified,omitempty"`
+	// totp_secret is the base32 TOTP secret (RFC 6238) once two-factor is
+	// on; empty while it is off.
+	TotpSecret string `protobuf:"bytes,2,opt,name=totp_secret,json=totpSecret,proto3" json:"totp_secret,omitempty"`
+	// totp_pending_secret is a secret set up but not yet confirmed with a
+	// code: it grants nothing.
+	TotpPendingSecret string `protobuf:"bytes,3,opt,name=totp_pending_secret,json=totpPendingSecret,proto3" json:"totp_pending_secret,omitempty"`
+	// recovery_code_hashes are the SHA-256 of the unused recovery codes.
+	RecoveryCodeHashes [][]byte `protobuf:"bytes,4,rep,name=recovery_code_hashes,json=recoveryCodeHashes,proto3" json:"recovery_code_hashes,omitempty"`
+	// totp_last_step is the last TOTP time step a code was accepted for: a
+	// code is never accepted twice (RFC 6238 §5.2).
+	TotpLastStep int64 `protobuf:"varint,5,opt,name=totp_last_step,json=totpLastStep,proto3" json:"totp_last_step,omitempty"`
+	// logins counts successful logins; login events go round a ring of
+	// MaxLoginEvents slots by it.
+	Logins        uint64 `protobuf:"varint,6,opt,name=logins,proto3" json:"logins,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountRecord) Reset() {
+	*x = AccountRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountRecord) ProtoMessage() {}
+
+func (x *AccountRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountRecord.ProtoReflect.Descriptor instead.
+func (*AccountRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *AccountRecord) GetEmailVerified() bool {
+	if x != nil {
+		return x.EmailVerified
+	}
+	return false
+}
+
+func (x *AccountRecord) GetTotpSecret() string {
+	if x != nil {
+		return x.TotpSecret
+	}
+	return ""
+}
+
+func (x *AccountRecord) GetTotpPendingSecret() string {
+	if x != nil {
+		return x.TotpPendingSecret
+	}
+	return ""
+}
+
+func (x *AccountRecord) GetRecoveryCodeHashes() [][]byte {
+	if x != nil {
+		return x.RecoveryCodeHashes
+	}
+	return nil
+}
+
+func (x *AccountRecord) GetTotpLastStep() int64 {
+	if x != nil {
+		return x.TotpLastStep
+	}
+	return 0
+}
+
+func (x *AccountRecord) GetLogins() uint64 {
+	if x != nil {
+		return x.Logins
+	}
+	return 0
+}
+
+// AgentSession lists one of an agent's sessions (the token record is in
+// TableToken under the same hash), so every session of an agent can be
+// ended at once.
+type AgentSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CreatedUnixMs int64                  `protobuf:"varint,1,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	ExpiresUnixMs int64                  `protobuf:"varint,2,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentSession) Reset() {
+	*x = AgentSession{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentSession) ProtoMessage() {}
+
+func (x *AgentSession) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentSession.ProtoReflect.Descriptor instead.
+func (*AgentSession) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *AgentSession) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+func (x *AgentSession) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+// LoginEvent is one successful login.
+type LoginEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UnixMs        int64                  `protobuf:"varint,1,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	Ip            string                 `protobuf:"bytes,2,opt,name=ip,proto3" json:"ip,omitempty"`
+	UserAgent     string                 `protobuf:"bytes,3,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
+	Browser       string                 `protobuf:"bytes,4,opt,name=browser,proto3" json:"browser,omitempty"`
+	Os            string                 `protobuf:"bytes,5,opt,name=os,proto3" json:"os,omitempty"`
+	NewDevice     bool                   `protobuf:"varint,6,opt,name=new_device,json=newDevice,proto3" json:"new_device,omitempty"` // browser, OS and network not seen in the logins before
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginEvent) Reset() {
+	*x = LoginEvent{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginEvent) ProtoMessage() {}
+
+func (x *LoginEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginEvent.ProtoReflect.Descriptor instead.
+func (*LoginEvent) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *LoginEvent) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+func (x *LoginEvent) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *LoginEvent) GetUserAgent() string {
+	if x != nil {
+		return x.UserAgent
+	}
+	return ""
+}
+
+func (x *LoginEvent) GetBrowser() string {
+	if x != nil {
+		return x.Browser
+	}
+	return ""
+}
+
+func (x *LoginEvent) GetOs() string {
+	if x != nil {
+		return x.Os
+	}
+	return ""
+}
+
+func (x *LoginEvent) GetNewDevice() bool {
+	if x != nil {
+		return x.NewDevice
+	}
+	return false
+}
+
+// AddAgentSession records a login: the session in the agent's index and
+// the login event.
+type AddAgentSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AgentId       []byte                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	TokenHash     []byte                 `protobuf:"bytes,3,opt,name=token_hash,json=tokenHash,proto3" json:"token_hash,omitempty"`
+	Session       *AgentSession          `protobuf:"bytes,4,opt,name=session,proto3" json:"session,omitempty"`
+	Event         *LoginEvent            `protobuf:"bytes,5,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddAgentSession) Reset() {
+	*x = AddAgentSession{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddAgentSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddAgentSession) ProtoMessage() {}
+
+func (x *AddAgentSession) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddAgentSession.ProtoReflect.Descriptor instead.
+func (*AddAgentSession) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *AddAgentSession) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *AddAgentSession) GetAgentId() []byte {
+	if x != nil {
+		return x.AgentId
+	}
+	return nil
+}
+
+func (x *AddAgentSession) GetTokenHash() []byte {
+	if x != nil {
+		return x.TokenHash
+	}
+	return nil
+}
+
+func (x *AddAgentSession) GetSession() *AgentSession {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *AddAgentSession) GetEvent() *LoginEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+// RemoveAgentSessions takes sessions out of the agent's index (their token
+// records are deleted with DeleteToken, first).
+type RemoveAgentSessions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AgentId       []byte                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	TokenHashes   [][]byte               `protobuf:"bytes,3,rep,name=token_hashes,json=tokenHashes,proto3" json:"token_hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveAgentSessions) Reset() {
+	*x = RemoveAgentSessions{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveAgentSessions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveAgentSessions) ProtoMessage() {}
+
+func (x *RemoveAgentSessions) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveAgentSessions.ProtoReflect.Descriptor instead.
+func (*RemoveAgentSessions) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RemoveAgentSessions) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *RemoveAgentSessions) GetAgentId() []byte {
+	if x != nil {
+		return x.AgentId
+	}
+	return nil
+}
+
+func (x *RemoveAgentSessions) GetTokenHashes() [][]byte {
+	if x != nil {
+		return x.TokenHashes
+	}
+	return nil
+}
+
+// SetAgentPassword replaces an agent's password hash.
+type SetAgentPassword struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AgentId       []byte                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	PasswordHash  string                 `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"` // argon2id, PHC string format
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAgentPassword) Reset() {
+	*x = SetAgentPassword{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAgentPassword) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAgentPassword) ProtoMessage() {}
+
+func (x *SetAgentPassword) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAgentPassword.ProtoReflect.Descriptor instead.
+func (*SetAgentPassword) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *SetAgentPassword) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *SetAgentPassword) GetAgentId() []byte {
+	if x != nil {
+		return x.AgentId
+	}
+	return nil
+}
+
+func (x *SetAgentPassword) GetPasswordHash() string {
+	if x != nil {
+		return x.PasswordHash
+	}
+	return ""
+}
+
+// VerifyAgentEmail marks an agent's email as verified.
+type VerifyAgentEmail struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AgentId       []byte                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAgentEmail) Reset() {
+	*x = VerifyAgentEmail{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAgentEmail) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAgentEmail) ProtoMessage() {}
+
+func (x *VerifyAgentEmail) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAgentEmail.ProtoReflect.Descriptor instead.
+func (*VerifyAgentEmail) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *VerifyAgentEmail) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *VerifyAgentEmail) GetAgentId() []byte {
+	if x != nil {
+		return x.AgentId
+	}
+	return nil
+}
+
+// SetupTwoFactor keeps a new TOTP secret, pending until confirmed. Refused
+// (ErrExists) while two-factor is on.
+type SetupTwoFactor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AgentId       []byte                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	PendingSecret string                 `protobuf:"bytes,3,opt,name=pending_secret,json=pendingSecret,proto3" json:"pending_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetupTwoFactor) Reset() {
+	*x = SetupTwoFactor{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetupTwoFactor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetupTwoFactor) ProtoMessage() {}
+
+func (x *SetupTwoFactor) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetupTwoFactor.ProtoReflect.Descriptor instead.
+func (*SetupTwoFactor) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SetupTwoFactor) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *SetupTwoFactor) GetAgentId() []byte {
+	if x != nil {
+		return x.AgentId
+	}
+	return nil
+}
+
+func (x *SetupTwoFactor) GetPendingSecret() string {
+	if x != nil {
+		return x.PendingSecret
+	}
+	return ""
+}
+
+// EnableTwoFactor turns two-factor on with the pending secret, which must
+// be secret (a setup in between makes it fail), and new recovery codes.
+type EnableTwoFactor struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	TenantId           []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AgentId            []byte                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Secret             string                 `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	RecoveryCodeHashes [][]byte               `protobuf:"bytes,4,rep,name=recovery_code_hashes,json=recoveryCodeHashes,proto3" json:"recovery_code_hashes,omitempty"`
+	Step               int64                  `protobuf:"varint,5,opt,name=step,proto3" json:"step,omitempty"` // the time step of the code that confirmed it
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *EnableTwoFactor) Reset() {
+	*x = EnableTwoFactor{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableTwoFactor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableTwoFactor) ProtoMessage() {}
+
+func (x *EnableTwoFactor) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableTwoFactor.ProtoReflect.Descriptor instead.
+func (*EnableTwoFactor) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *EnableTwoFactor) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *EnableTwoFactor) GetAgentId() []byte {
+	if x != nil {
+		return x.AgentId
+	}
+	return nil
+}
+
+func (x *EnableTwoFactor) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *EnableTwoFactor) GetRecoveryCodeHashes() [][]byte {
+	if x != nil {
+		return x.RecoveryCodeHashes
+	}
+	return nil
+}
+
+func (x *EnableTwoFactor) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+type DisableTwoFactor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AgentId       []byte                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableTwoFactor) Reset() {
+	*x = DisableTwoFactor{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableTwoFactor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableTwoFactor) ProtoMessage() {}
+
+func (x *DisableTwoFactor) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableTwoFactor.ProtoReflect.Descriptor instead.
+func (*DisableTwoFactor) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *DisableTwoFactor) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *DisableTwoFactor) GetAgentId() []byte {
+	if x != nil {
+		return x.AgentId
+	}
+	return nil
+}
+
+// UseSecondFactor spends a second factor at login: a TOTP code of a time
+// step after the last one used, or a recovery code, which it removes.
+// Anything else fails with ErrNotFound.
+type UseSecondFactor struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	TenantId         []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AgentId          []byte                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Step             int64                  `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
+	RecoveryCodeHash []byte                 `protobuf:"bytes,4,opt,name=recovery_code_hash,json=recoveryCodeHash,proto3" json:"recovery_code_hash,omitempty"` // set: a recovery code rather than a step
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *UseSecondFactor) Reset() {
+	*x = UseSecondFactor{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UseSecondFactor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UseSecondFactor) ProtoMessage() {}
+
+func (x *UseSecondFactor) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UseSecondFactor.ProtoReflect.Descriptor instead.
+func (*UseSecondFactor) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *UseSecondFactor) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *UseSecondFactor) GetAgentId() []byte {
+	if x != nil {
+		return x.AgentId
+	}
+	return nil
+}
+
+func (x *UseSecondFactor) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *UseSecondFactor) GetRecoveryCodeHash() []byte {
+	if x != nil {
+		return x.RecoveryCodeHash
+	}
+	return nil
+}
+
+// ConsumeToken deletes a token that must exist: of two uses of a single-use
+// token (a password reset), exactly one succeeds.
+type ConsumeToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Kind          TokenKind              `protobuf:"varint,2,opt,name=kind,proto3,enum=chatpacket.actors.v1.TokenKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeToken) Reset() {
+	*x = ConsumeToken{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeToken) ProtoMessage() {}
+
+func (x *ConsumeToken) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeToken.ProtoReflect.Descriptor instead.
+func (*ConsumeToken) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ConsumeToken) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *ConsumeToken) GetKind() TokenKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TokenKind_TOKEN_KIND_UNSPECIFIED
+}
+
+// TeamRecord is a team of a tenant: which agents work its conversations.
+// Sealed under the tenant key.
+type TeamRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	TenantId      []byte                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	MemberIds     [][]byte               `protobuf:"bytes,4,rep,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"` // agent ids, distinct
+	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TeamRecord) Reset() {
+	*x = TeamRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TeamRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TeamRecord) ProtoMessage() {}
+
+func (x *TeamRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TeamRecord.ProtoReflect.Descriptor instead.
+func (*TeamRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *TeamRecord) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *TeamRecord) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *TeamRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TeamRecord) GetMemberIds() [][]byte {
+	if x != nil {
+		return x.MemberIds
+	}
+	return nil
+}
+
+func (x *TeamRecord) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+// PutTeam creates a team (create set; the proposer chooses a random id, and
+// a retry of the same creation succeeds) or replaces an existing team's
+// name and members (create unset: NOT_FOUND when there is no such team).
+type PutTeam struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Team          *TeamRecord            `protobuf:"bytes,2,opt,name=team,proto3" json:"team,omitempty"`
+	Create        bool                   `protobuf:"varint,3,opt,name=create,proto3" json:"create,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutTeam) Reset() {
+	*x = PutTeam{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutTeam) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutTeam) ProtoMessage() {}
+
+func (x *PutTeam) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutTeam.ProtoReflect.Descriptor instead.
+func (*PutTeam) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *PutTeam) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *PutTeam) GetTeam() *TeamRecord {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+func (x *PutTeam) GetCreate() bool {
+	if x != nil {
+		return x.Create
+	}
+	return false
+}
+
+// DeleteTeam removes a team. Its conversations keep the (now dangling)
+// team id: only owners and admins see them until they are moved.
+type DeleteTeam struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TeamId        []byte                 `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTeam) Reset() {
+	*x = DeleteTeam{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTeam) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTeam) ProtoMessage() {}
+
+func (x *DeleteTeam) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTeam.ProtoReflect.Descriptor instead.
+func (*DeleteTeam) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *DeleteTeam) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *DeleteTeam) GetTeamId() []byte {
+	if x != nil {
+		return x.TeamId
+	}
+	return nil
+}
+
+// SetConversationTeam moves a conversation to a team (empty: none). The
+// proposer has checked that the team exists: teams live on their tenant's
+// shard, the conversation on its own.
+type SetConversationTeam struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TenantId       []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	ConversationId []byte                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	TeamId         []byte                 `protobuf:"bytes,3,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SetConversationTeam) Reset() {
+	*x = SetConversationTeam{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetConversationTeam) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetConversationTeam) ProtoMessage() {}
+
+func (x *SetConversationTeam) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetConversationTeam.ProtoReflect.Descriptor instead.
+func (*SetConversationTeam) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *SetConversationTeam) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *SetConversationTeam) GetConversationId() []byte {
+	if x != nil {
+		return x.ConversationId
+	}
+	return nil
+}
+
+func (x *SetConversationTeam) GetTeamId() []byte {
+	if x != nil {
+		return x.TeamId
+	}
+	return nil
+}
+
+// SetAgentRole changes an agent's role. Demoting the tenant's last owner
+// fails with ERROR_CODE_INVALID.
+type SetAgentRole struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AgentId       []byte                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Role          Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=chatpacket.actors.v1.Role" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAgentRole) Reset() {
+	*x = SetAgentRole{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAgentRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAgentRole) ProtoMessage() {}
+
+func (x *SetAgentRole) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAgentRole.ProtoReflect.Descriptor instead.
+func (*SetAgentRole) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *SetAgentRole) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *SetAgentRole) GetAgentId() []byte {
+	if x != nil {
+		return x.AgentId
+	}
+	return nil
+}
+
+func (x *SetAgentRole) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+// AuditEvent is one entry of a tenant's audit log, sealed under the tenant
+// key: who did what, when, from which address.
+type AuditEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UnixMs        int64                  `protobuf:"varint,1,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	ActorId       []byte                 `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"` // the agent; empty when no one was logged in
+	Action        string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`                  // login, role_changed, settings_changed, ...
+	Ip            string                 `protobuf:"bytes,4,opt,name=ip,proto3" json:"ip,omitempty"`                          // the connection's peer
+	Detail        map[string]string      `protobuf:"bytes,5,rep,name=detail,proto3" json:"detail,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *AuditEvent) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetDetail() map[string]string {
+	if x != nil {
+		return x.Detail
+	}
+	return nil
+}
+
+// AppendAudit adds an event to a tenant's audit log. event_id (random,
+// chosen by the proposer) makes a retried append store one event.
+type AppendAudit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	EventId       []byte                 `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Event         *AuditEvent            `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendAudit) Reset() {
+	*x = AppendAudit{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendAudit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendAudit) ProtoMessage() {}
+
+func (x *AppendAudit) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
+func (*AppendAudit) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *AppendAudit) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *AppendAudit) GetEventId() []byte {
+	if x != nil {
+		return x.EventId
+	}
+	return nil
+}
+
+func (x *AppendAudit) GetEvent() *AuditEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 var File_actors_actorspb_records_proto protoreflect.FileDescriptor
 
 const file_actors_actorspb_records_proto_rawDesc = "" +
@@ -3246,7 +4752,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x1dactors/actorspb/records.proto\x12\x14chatpacket.actors.v1\"N\n" +
 	"\x06Author\x124\n" +
 	"\x04kind\x18\x01 \x01(\x0e2 .chatpacket.actors.v1.AuthorKindR\x04kind\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\fR\x02id\"\xc5\x03\n" +
+	"\x02id\x18\x02 \x01(\fR\x02id\"\xde\x03\n" +
 	"\x12ConversationRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12\x1d\n" +
@@ -3258,7 +4764,8 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\blast_seq\x18\x06 \x01(\x04R\alastSeq\x12&\n" +
 	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\x12/\n" +
 	"\x14last_message_unix_ms\x18\b \x01(\x03R\x11lastMessageUnixMs\x12P\n" +
-	"\bread_seq\x18\t \x03(\v25.chatpacket.actors.v1.ConversationRecord.ReadSeqEntryR\areadSeq\x1a:\n" +
+	"\bread_seq\x18\t \x03(\v25.chatpacket.actors.v1.ConversationRecord.ReadSeqEntryR\areadSeq\x12\x17\n" +
+	"\ateam_id\x18\x1e \x01(\fR\x06teamId\x1a:\n" +
 	"\fReadSeqEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xcc\x01\n" +
@@ -3270,7 +4777,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x1a\n" +
 	"\binternal\x18\x06 \x01(\bR\binternal\"\"\n" +
 	"\x0eClientIDRecord\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xf1\t\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xec\x12\n" +
 	"\aCommand\x127\n" +
 	"\x04post\x18\x01 \x01(\v2!.chatpacket.actors.v1.PostMessageH\x00R\x04post\x12B\n" +
 	"\x06assign\x18\x02 \x01(\v2(.chatpacket.actors.v1.AssignConversationH\x00R\x06assign\x12?\n" +
@@ -3292,7 +4799,22 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x18add_visitor_conversation\x18\x0f \x01(\v2,.chatpacket.actors.v1.AddVisitorConversationH\x00R\x16addVisitorConversation\x12I\n" +
 	"\rupdate_tenant\x18\x10 \x01(\v2\".chatpacket.actors.v1.UpdateTenantH\x00R\fupdateTenant\x12L\n" +
 	"\n" +
-	"set_status\x18\x11 \x01(\v2+.chatpacket.actors.v1.SetConversationStatusH\x00R\tsetStatusB\x04\n" +
+	"set_status\x18\x11 \x01(\v2+.chatpacket.actors.v1.SetConversationStatusH\x00R\tsetStatus\x12S\n" +
+	"\x11add_agent_session\x18\x14 \x01(\v2%.chatpacket.actors.v1.AddAgentSessionH\x00R\x0faddAgentSession\x12_\n" +
+	"\x15remove_agent_sessions\x18\x15 \x01(\v2).chatpacket.actors.v1.RemoveAgentSessionsH\x00R\x13removeAgentSessions\x12V\n" +
+	"\x12set_agent_password\x18\x16 \x01(\v2&.chatpacket.actors.v1.SetAgentPasswordH\x00R\x10setAgentPassword\x12V\n" +
+	"\x12verify_agent_email\x18\x17 \x01(\v2&.chatpacket.actors.v1.VerifyAgentEmailH\x00R\x10verifyAgentEmail\x12P\n" +
+	"\x10setup_two_factor\x18\x18 \x01(\v2$.chatpacket.actors.v1.SetupTwoFactorH\x00R\x0esetupTwoFactor\x12S\n" +
+	"\x11enable_two_factor\x18\x19 \x01(\v2%.chatpacket.actors.v1.EnableTwoFactorH\x00R\x0fenableTwoFactor\x12V\n" +
+	"\x12disable_two_factor\x18\x1a \x01(\v2&.chatpacket.actors.v1.DisableTwoFactorH\x00R\x10disableTwoFactor\x12S\n" +
+	"\x11use_second_factor\x18\x1b \x01(\v2%.chatpacket.actors.v1.UseSecondFactorH\x00R\x0fuseSecondFactor\x12I\n" +
+	"\rconsume_token\x18\x1c \x01(\v2\".chatpacket.actors.v1.ConsumeTokenH\x00R\fconsumeToken\x12:\n" +
+	"\bput_team\x18\x1e \x01(\v2\x1d.chatpacket.actors.v1.PutTeamH\x00R\aputTeam\x12C\n" +
+	"\vdelete_team\x18\x1f \x01(\v2 .chatpacket.actors.v1.DeleteTeamH\x00R\n" +
+	"deleteTeam\x12_\n" +
+	"\x15set_conversation_team\x18  \x01(\v2).chatpacket.actors.v1.SetConversationTeamH\x00R\x13setConversationTeam\x12J\n" +
+	"\x0eset_agent_role\x18! \x01(\v2\".chatpacket.actors.v1.SetAgentRoleH\x00R\fsetAgentRole\x12F\n" +
+	"\fappend_audit\x18\" \x01(\v2!.chatpacket.actors.v1.AppendAuditH\x00R\vappendAuditB\x04\n" +
 	"\x02op\"\x8e\x02\n" +
 	"\vPostMessage\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
@@ -3466,7 +4988,105 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\tRawRecord\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1c\n" +
 	"\tplaintext\x18\x02 \x01(\fR\tplaintext\x12\x16\n" +
-	"\x06erased\x18\x03 \x01(\bR\x06erased*q\n" +
+	"\x06erased\x18\x03 \x01(\bR\x06erased\"\xf7\x01\n" +
+	"\rAccountRecord\x12%\n" +
+	"\x0eemail_verified\x18\x01 \x01(\bR\remailVerified\x12\x1f\n" +
+	"\vtotp_secret\x18\x02 \x01(\tR\n" +
+	"totpSecret\x12.\n" +
+	"\x13totp_pending_secret\x18\x03 \x01(\tR\x11totpPendingSecret\x120\n" +
+	"\x14recovery_code_hashes\x18\x04 \x03(\fR\x12recoveryCodeHashes\x12$\n" +
+	"\x0etotp_last_step\x18\x05 \x01(\x03R\ftotpLastStep\x12\x16\n" +
+	"\x06logins\x18\x06 \x01(\x04R\x06logins\"^\n" +
+	"\fAgentSession\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x01 \x01(\x03R\rcreatedUnixMs\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x02 \x01(\x03R\rexpiresUnixMs\"\x9d\x01\n" +
+	"\n" +
+	"LoginEvent\x12\x17\n" +
+	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\x12\x0e\n" +
+	"\x02ip\x18\x02 \x01(\tR\x02ip\x12\x1d\n" +
+	"\n" +
+	"user_agent\x18\x03 \x01(\tR\tuserAgent\x12\x18\n" +
+	"\abrowser\x18\x04 \x01(\tR\abrowser\x12\x0e\n" +
+	"\x02os\x18\x05 \x01(\tR\x02os\x12\x1d\n" +
+	"\n" +
+	"new_device\x18\x06 \x01(\bR\tnewDevice\"\xde\x01\n" +
+	"\x0fAddAgentSession\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\fR\aagentId\x12\x1d\n" +
+	"\n" +
+	"token_hash\x18\x03 \x01(\fR\ttokenHash\x12<\n" +
+	"\asession\x18\x04 \x01(\v2\".chatpacket.actors.v1.AgentSessionR\asession\x126\n" +
+	"\x05event\x18\x05 \x01(\v2 .chatpacket.actors.v1.LoginEventR\x05event\"p\n" +
+	"\x13RemoveAgentSessions\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\fR\aagentId\x12!\n" +
+	"\ftoken_hashes\x18\x03 \x03(\fR\vtokenHashes\"o\n" +
+	"\x10SetAgentPassword\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\fR\aagentId\x12#\n" +
+	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash\"J\n" +
+	"\x10VerifyAgentEmail\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\fR\aagentId\"o\n" +
+	"\x0eSetupTwoFactor\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\fR\aagentId\x12%\n" +
+	"\x0epending_secret\x18\x03 \x01(\tR\rpendingSecret\"\xa7\x01\n" +
+	"\x0fEnableTwoFactor\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\fR\aagentId\x12\x16\n" +
+	"\x06secret\x18\x03 \x01(\tR\x06secret\x120\n" +
+	"\x14recovery_code_hashes\x18\x04 \x03(\fR\x12recoveryCodeHashes\x12\x12\n" +
+	"\x04step\x18\x05 \x01(\x03R\x04step\"J\n" +
+	"\x10DisableTwoFactor\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\fR\aagentId\"\x8b\x01\n" +
+	"\x0fUseSecondFactor\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\fR\aagentId\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\x03R\x04step\x12,\n" +
+	"\x12recovery_code_hash\x18\x04 \x01(\fR\x10recoveryCodeHash\"W\n" +
+	"\fConsumeToken\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\x123\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1f.chatpacket.actors.v1.TokenKindR\x04kind\"\x94\x01\n" +
+	"\n" +
+	"TeamRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1b\n" +
+	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"member_ids\x18\x04 \x03(\fR\tmemberIds\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"t\n" +
+	"\aPutTeam\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x124\n" +
+	"\x04team\x18\x02 \x01(\v2 .chatpacket.actors.v1.TeamRecordR\x04team\x12\x16\n" +
+	"\x06create\x18\x03 \x01(\bR\x06create\"B\n" +
+	"\n" +
+	"DeleteTeam\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x17\n" +
+	"\ateam_id\x18\x02 \x01(\fR\x06teamId\"t\n" +
+	"\x13SetConversationTeam\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
+	"\x0fconversation_id\x18\x02 \x01(\fR\x0econversationId\x12\x17\n" +
+	"\ateam_id\x18\x03 \x01(\fR\x06teamId\"v\n" +
+	"\fSetAgentRole\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\fR\aagentId\x12.\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x1a.chatpacket.actors.v1.RoleR\x04role\"\xe9\x01\n" +
+	"\n" +
+	"AuditEvent\x12\x17\n" +
+	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\fR\aactorId\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x0e\n" +
+	"\x02ip\x18\x04 \x01(\tR\x02ip\x12D\n" +
+	"\x06detail\x18\x05 \x03(\v2,.chatpacket.actors.v1.AuditEvent.DetailEntryR\x06detail\x1a9\n" +
+	"\vDetailEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"}\n" +
+	"\vAppendAudit\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\fR\aeventId\x126\n" +
+	"\x05event\x18\x03 \x01(\v2 .chatpacket.actors.v1.AuditEventR\x05event*q\n" +
 	"\n" +
 	"AuthorKind\x12\x1b\n" +
 	"\x17AUTHOR_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -3490,13 +5110,16 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"IndexScope\x12\x1b\n" +
 	"\x17INDEX_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12INDEX_SCOPE_GLOBAL\x10\x01\x12\x16\n" +
-	"\x12INDEX_SCOPE_TENANT\x10\x02*\x86\x01\n" +
+	"\x12INDEX_SCOPE_TENANT\x10\x02*\xc2\x01\n" +
 	"\tTokenKind\x12\x1a\n" +
 	"\x16TOKEN_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TOKEN_KIND_SESSION\x10\x01\x12\x12\n" +
 	"\x0eTOKEN_KIND_API\x10\x02\x12\x16\n" +
 	"\x12TOKEN_KIND_VISITOR\x10\x03\x12\x19\n" +
-	"\x15TOKEN_KIND_INVITATION\x10\x04*\x99\x01\n" +
+	"\x15TOKEN_KIND_INVITATION\x10\x04\x12\x1b\n" +
+	"\x17TOKEN_KIND_VERIFY_EMAIL\x10\n" +
+	"\x12\x1d\n" +
+	"\x19TOKEN_KIND_PASSWORD_RESET\x10\v*\x99\x01\n" +
 	"\tErrorCode\x12\x13\n" +
 	"\x0fERROR_CODE_NONE\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_NOT_FOUND\x10\x01\x12\x16\n" +
@@ -3518,7 +5141,7 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),                // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),        // 1: chatpacket.actors.v1.ConversationStatus
@@ -3565,12 +5188,32 @@ var file_actors_actorspb_records_proto_goTypes = []any{
 	(*RecordRead)(nil),             // 42: chatpacket.actors.v1.RecordRead
 	(*RecordReadResult)(nil),       // 43: chatpacket.actors.v1.RecordReadResult
 	(*RawRecord)(nil),              // 44: chatpacket.actors.v1.RawRecord
-	nil,                            // 45: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	(*AccountRecord)(nil),          // 45: chatpacket.actors.v1.AccountRecord
+	(*AgentSession)(nil),           // 46: chatpacket.actors.v1.AgentSession
+	(*LoginEvent)(nil),             // 47: chatpacket.actors.v1.LoginEvent
+	(*AddAgentSession)(nil),        // 48: chatpacket.actors.v1.AddAgentSession
+	(*RemoveAgentSessions)(nil),    // 49: chatpacket.actors.v1.RemoveAgentSessions
+	(*SetAgentPassword)(nil),       // 50: chatpacket.actors.v1.SetAgentPassword
+	(*VerifyAgentEmail)(nil),       // 51: chatpacket.actors.v1.VerifyAgentEmail
+	(*SetupTwoFactor)(nil),         // 52: chatpacket.actors.v1.SetupTwoFactor
+	(*EnableTwoFactor)(nil),        // 53: chatpacket.actors.v1.EnableTwoFactor
+	(*DisableTwoFactor)(nil),       // 54: chatpacket.actors.v1.DisableTwoFactor
+	(*UseSecondFactor)(nil),        // 55: chatpacket.actors.v1.UseSecondFactor
+	(*ConsumeToken)(nil),           // 56: chatpacket.actors.v1.ConsumeToken
+	(*TeamRecord)(nil),             // 57: chatpacket.actors.v1.TeamRecord
+	(*PutTeam)(nil),                // 58: chatpacket.actors.v1.PutTeam
+	(*DeleteTeam)(nil),             // 59: chatpacket.actors.v1.DeleteTeam
+	(*SetConversationTeam)(nil),    // 60: chatpacket.actors.v1.SetConversationTeam
+	(*SetAgentRole)(nil),           // 61: chatpacket.actors.v1.SetAgentRole
+	(*AuditEvent)(nil),             // 62: chatpacket.actors.v1.AuditEvent
+	(*AppendAudit)(nil),            // 63: chatpacket.actors.v1.AppendAudit
+	nil,                            // 64: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	nil,                            // 65: chatpacket.actors.v1.AuditEvent.DetailEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	45, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	64, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 	6,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
 	11, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
 	12, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
@@ -3589,34 +5232,55 @@ var file_actors_actorspb_records_proto_depIdxs = []int32{
 	35, // 18: chatpacket.actors.v1.Command.add_visitor_conversation:type_name -> chatpacket.actors.v1.AddVisitorConversation
 	36, // 19: chatpacket.actors.v1.Command.update_tenant:type_name -> chatpacket.actors.v1.UpdateTenant
 	14, // 20: chatpacket.actors.v1.Command.set_status:type_name -> chatpacket.actors.v1.SetConversationStatus
-	6,  // 21: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
-	1,  // 22: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	2,  // 23: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
-	4,  // 24: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
-	2,  // 25: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
-	21, // 26: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	3,  // 27: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
-	18, // 28: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	18, // 29: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
-	23, // 30: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
-	16, // 31: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	17, // 32: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	19, // 33: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	20, // 34: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	21, // 35: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	22, // 36: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	34, // 37: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
-	30, // 38: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
-	7,  // 39: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	38, // 40: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
-	5,  // 41: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
-	44, // 42: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
-	5,  // 43: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
-	44, // [44:44] is the sub-list for method output_type
-	44, // [44:44] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	48, // 21: chatpacket.actors.v1.Command.add_agent_session:type_name -> chatpacket.actors.v1.AddAgentSession
+	49, // 22: chatpacket.actors.v1.Command.remove_agent_sessions:type_name -> chatpacket.actors.v1.RemoveAgentSessions
+	50, // 23: chatpacket.actors.v1.Command.set_agent_password:type_name -> chatpacket.actors.v1.SetAgentPassword
+	51, // 24: chatpacket.actors.v1.Command.verify_agent_email:type_name -> chatpacket.actors.v1.VerifyAgentEmail
+	52, // 25: chatpacket.actors.v1.Command.setup_two_factor:type_name -> chatpacket.actors.v1.SetupTwoFactor
+	53, // 26: chatpacket.actors.v1.Command.enable_two_factor:type_name -> chatpacket.actors.v1.EnableTwoFactor
+	54, // 27: chatpacket.actors.v1.Command.disable_two_factor:type_name -> chatpacket.actors.v1.DisableTwoFactor
+	55, // 28: chatpacket.actors.v1.Command.use_second_factor:type_name -> chatpacket.actors.v1.UseSecondFactor
+	56, // 29: chatpacket.actors.v1.Command.consume_token:type_name -> chatpacket.actors.v1.ConsumeToken
+	58, // 30: chatpacket.actors.v1.Command.put_team:type_name -> chatpacket.actors.v1.PutTeam
+	59, // 31: chatpacket.actors.v1.Command.delete_team:type_name -> chatpacket.actors.v1.DeleteTeam
+	60, // 32: chatpacket.actors.v1.Command.set_conversation_team:type_name -> chatpacket.actors.v1.SetConversationTeam
+	61, // 33: chatpacket.actors.v1.Command.set_agent_role:type_name -> chatpacket.actors.v1.SetAgentRole
+	63, // 34: chatpacket.actors.v1.Command.append_audit:type_name -> chatpacket.actors.v1.AppendAudit
+	6,  // 35: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	1,  // 36: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
+	2,  // 37: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
+	4,  // 38: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
+	2,  // 39: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
+	21, // 40: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	3,  // 41: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
+	18, // 42: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	18, // 43: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	23, // 44: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
+	16, // 45: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	17, // 46: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	19, // 47: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	20, // 48: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	21, // 49: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	22, // 50: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	34, // 51: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
+	30, // 52: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
+	7,  // 53: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	38, // 54: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
+	5,  // 55: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
+	44, // 56: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
+	5,  // 57: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
+	46, // 58: chatpacket.actors.v1.AddAgentSession.session:type_name -> chatpacket.actors.v1.AgentSession
+	47, // 59: chatpacket.actors.v1.AddAgentSession.event:type_name -> chatpacket.actors.v1.LoginEvent
+	4,  // 60: chatpacket.actors.v1.ConsumeToken.kind:type_name -> chatpacket.actors.v1.TokenKind
+	57, // 61: chatpacket.actors.v1.PutTeam.team:type_name -> chatpacket.actors.v1.TeamRecord
+	2,  // 62: chatpacket.actors.v1.SetAgentRole.role:type_name -> chatpacket.actors.v1.Role
+	65, // 63: chatpacket.actors.v1.AuditEvent.detail:type_name -> chatpacket.actors.v1.AuditEvent.DetailEntry
+	62, // 64: chatpacket.actors.v1.AppendAudit.event:type_name -> chatpacket.actors.v1.AuditEvent
+	65, // [65:65] is the sub-list for method output_type
+	65, // [65:65] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -3642,6 +5306,20 @@ func file_actors_actorspb_records_proto_init() {
 		(*Command_AddVisitorConversation)(nil),
 		(*Command_UpdateTenant)(nil),
 		(*Command_SetStatus)(nil),
+		(*Command_AddAgentSession)(nil),
+		(*Command_RemoveAgentSessions)(nil),
+		(*Command_SetAgentPassword)(nil),
+		(*Command_VerifyAgentEmail)(nil),
+		(*Command_SetupTwoFactor)(nil),
+		(*Command_EnableTwoFactor)(nil),
+		(*Command_DisableTwoFactor)(nil),
+		(*Command_UseSecondFactor)(nil),
+		(*Command_ConsumeToken)(nil),
+		(*Command_PutTeam)(nil),
+		(*Command_DeleteTeam)(nil),
+		(*Command_SetConversationTeam)(nil),
+		(*Command_SetAgentRole)(nil),
+		(*Command_AppendAudit)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3649,7 +5327,7 @@ func file_actors_actorspb_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   40,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1911,6 +1911,60 @@ func (x *Activated) GetIdentity() string {
 	return ""
 }
 
+// SetTeamRequest moves a conversation to a team of its tenant (empty team_id:
+// none). The caller has checked that the team exists.
+type SetTeamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TeamId        []byte                 `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTeamRequest) Reset() {
+	*x = SetTeamRequest{}
+	mi := &file_actors_grainpb_grains_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTeamRequest) ProtoMessage() {}
+
+func (x *SetTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_grainpb_grains_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTeamRequest.ProtoReflect.Descriptor instead.
+func (*SetTeamRequest) Descriptor() ([]byte, []int) {
+	return file_actors_grainpb_grains_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SetTeamRequest) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *SetTeamRequest) GetTeamId() []byte {
+	if x != nil {
+		return x.TeamId
+	}
+	return nil
+}
+
 var File_actors_grainpb_grains_proto protoreflect.FileDescriptor
 
 const file_actors_grainpb_grains_proto_rawDesc = "" +
@@ -2036,7 +2090,10 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\rconversations\x18\x01 \x03(\v2).chatpacket.actors.v1.VisitorConversationR\rconversations\";\n" +
 	"\tActivated\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
-	"\bidentity\x18\x02 \x01(\tR\bidentity2\x90\x06\n" +
+	"\bidentity\x18\x02 \x01(\tR\bidentity\"F\n" +
+	"\x0eSetTeamRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x17\n" +
+	"\ateam_id\x18\x02 \x01(\fR\x06teamId2\xe9\x06\n" +
 	"\fConversation\x12M\n" +
 	"\x04Post\x12!.chatpacket.grains.v1.PostRequest\x1a\".chatpacket.grains.v1.PostResponse\x12M\n" +
 	"\x04Read\x12!.chatpacket.grains.v1.ReadRequest\x1a\".chatpacket.grains.v1.ReadResponse\x12\\\n" +
@@ -2046,7 +2103,8 @@ const file_actors_grainpb_grains_proto_rawDesc = "" +
 	"\bMarkRead\x12%.chatpacket.grains.v1.MarkReadRequest\x1a&.chatpacket.grains.v1.MarkReadResponse\x12U\n" +
 	"\x06Assign\x12#.chatpacket.grains.v1.AssignRequest\x1a&.chatpacket.grains.v1.ConversationInfo\x12S\n" +
 	"\x05Close\x12\".chatpacket.grains.v1.CloseRequest\x1a&.chatpacket.grains.v1.ConversationInfo\x12[\n" +
-	"\tSetStatus\x12&.chatpacket.grains.v1.SetStatusRequest\x1a&.chatpacket.grains.v1.ConversationInfo2\x99\x04\n" +
+	"\tSetStatus\x12&.chatpacket.grains.v1.SetStatusRequest\x1a&.chatpacket.grains.v1.ConversationInfo\x12W\n" +
+	"\aSetTeam\x12$.chatpacket.grains.v1.SetTeamRequest\x1a&.chatpacket.grains.v1.ConversationInfo2\x99\x04\n" +
 	"\x06Tenant\x12S\n" +
 	"\x06Signup\x12#.chatpacket.grains.v1.SignupRequest\x1a$.chatpacket.grains.v1.SignupResponse\x12W\n" +
 	"\bSettings\x12#.chatpacket.grains.v1.TenantRequest\x1a&.chatpacket.grains.v1.SettingsResponse\x12e\n" +
@@ -2074,7 +2132,7 @@ func file_actors_grainpb_grains_proto_rawDescGZIP() []byte {
 	return file_actors_grainpb_grains_proto_rawDescData
 }
 
-var file_actors_grainpb_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_actors_grainpb_grains_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_actors_grainpb_grains_proto_goTypes = []any{
 	(*Empty)(nil),                        // 0: chatpacket.grains.v1.Empty
 	(*PostRequest)(nil),                  // 1: chatpacket.grains.v1.PostRequest
@@ -2108,36 +2166,37 @@ var file_actors_grainpb_grains_proto_goTypes = []any{
 	(*AddConversationRequest)(nil),       // 29: chatpacket.grains.v1.AddConversationRequest
 	(*VisitorConversationsResponse)(nil), // 30: chatpacket.grains.v1.VisitorConversationsResponse
 	(*Activated)(nil),                    // 31: chatpacket.grains.v1.Activated
-	(*actorspb.Author)(nil),              // 32: chatpacket.actors.v1.Author
-	(actorspb.ConversationStatus)(0),     // 33: chatpacket.actors.v1.ConversationStatus
-	(*actorspb.ConversationRecord)(nil),  // 34: chatpacket.actors.v1.ConversationRecord
-	(*actorspb.TenantRecord)(nil),        // 35: chatpacket.actors.v1.TenantRecord
-	(*actorspb.UpdateTenant)(nil),        // 36: chatpacket.actors.v1.UpdateTenant
-	(*actorspb.AgentRecord)(nil),         // 37: chatpacket.actors.v1.AgentRecord
-	(*actorspb.VisitorTech)(nil),         // 38: chatpacket.actors.v1.VisitorTech
-	(*actorspb.PageViewRecord)(nil),      // 39: chatpacket.actors.v1.PageViewRecord
-	(*actorspb.VisitorConversation)(nil), // 40: chatpacket.actors.v1.VisitorConversation
+	(*SetTeamRequest)(nil),               // 32: chatpacket.grains.v1.SetTeamRequest
+	(*actorspb.Author)(nil),              // 33: chatpacket.actors.v1.Author
+	(actorspb.ConversationStatus)(0),     // 34: chatpacket.actors.v1.ConversationStatus
+	(*actorspb.ConversationRecord)(nil),  // 35: chatpacket.actors.v1.ConversationRecord
+	(*actorspb.TenantRecord)(nil),        // 36: chatpacket.actors.v1.TenantRecord
+	(*actorspb.UpdateTenant)(nil),        // 37: chatpacket.actors.v1.UpdateTenant
+	(*actorspb.AgentRecord)(nil),         // 38: chatpacket.actors.v1.AgentRecord
+	(*actorspb.VisitorTech)(nil),         // 39: chatpacket.actors.v1.VisitorTech
+	(*actorspb.PageViewRecord)(nil),      // 40: chatpacket.actors.v1.PageViewRecord
+	(*actorspb.VisitorConversation)(nil), // 41: chatpacket.actors.v1.VisitorConversation
 }
 var file_actors_grainpb_grains_proto_depIdxs = []int32{
-	32, // 0: chatpacket.grains.v1.PostRequest.author:type_name -> chatpacket.actors.v1.Author
-	32, // 1: chatpacket.grains.v1.Message.author:type_name -> chatpacket.actors.v1.Author
+	33, // 0: chatpacket.grains.v1.PostRequest.author:type_name -> chatpacket.actors.v1.Author
+	33, // 1: chatpacket.grains.v1.Message.author:type_name -> chatpacket.actors.v1.Author
 	4,  // 2: chatpacket.grains.v1.ReadResponse.messages:type_name -> chatpacket.grains.v1.Message
-	32, // 3: chatpacket.grains.v1.TypingRequest.author:type_name -> chatpacket.actors.v1.Author
-	33, // 4: chatpacket.grains.v1.SetStatusRequest.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	34, // 5: chatpacket.grains.v1.ConversationInfo.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	33, // 3: chatpacket.grains.v1.TypingRequest.author:type_name -> chatpacket.actors.v1.Author
+	34, // 4: chatpacket.grains.v1.SetStatusRequest.status:type_name -> chatpacket.actors.v1.ConversationStatus
+	35, // 5: chatpacket.grains.v1.ConversationInfo.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
 	4,  // 6: chatpacket.grains.v1.ConversationEvent.message:type_name -> chatpacket.grains.v1.Message
-	32, // 7: chatpacket.grains.v1.ConversationEvent.typing:type_name -> chatpacket.actors.v1.Author
+	33, // 7: chatpacket.grains.v1.ConversationEvent.typing:type_name -> chatpacket.actors.v1.Author
 	17, // 8: chatpacket.grains.v1.ConversationEvent.read:type_name -> chatpacket.grains.v1.ReadEvent
 	15, // 9: chatpacket.grains.v1.ConversationEvent.changed:type_name -> chatpacket.grains.v1.ConversationInfo
-	35, // 10: chatpacket.grains.v1.SettingsResponse.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	36, // 11: chatpacket.grains.v1.UpdateSettingsRequest.settings:type_name -> chatpacket.actors.v1.UpdateTenant
-	37, // 12: chatpacket.grains.v1.AgentsResponse.agents:type_name -> chatpacket.actors.v1.AgentRecord
-	34, // 13: chatpacket.grains.v1.ConversationSummary.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	36, // 10: chatpacket.grains.v1.SettingsResponse.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	37, // 11: chatpacket.grains.v1.UpdateSettingsRequest.settings:type_name -> chatpacket.actors.v1.UpdateTenant
+	38, // 12: chatpacket.grains.v1.AgentsResponse.agents:type_name -> chatpacket.actors.v1.AgentRecord
+	35, // 13: chatpacket.grains.v1.ConversationSummary.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
 	24, // 14: chatpacket.grains.v1.TenantEvent.summary:type_name -> chatpacket.grains.v1.ConversationSummary
-	38, // 15: chatpacket.grains.v1.StartRequest.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	39, // 16: chatpacket.grains.v1.PageViewRequest.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	40, // 17: chatpacket.grains.v1.AddConversationRequest.conversation:type_name -> chatpacket.actors.v1.VisitorConversation
-	40, // 18: chatpacket.grains.v1.VisitorConversationsResponse.conversations:type_name -> chatpacket.actors.v1.VisitorConversation
+	39, // 15: chatpacket.grains.v1.StartRequest.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	40, // 16: chatpacket.grains.v1.PageViewRequest.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	41, // 17: chatpacket.grains.v1.AddConversationRequest.conversation:type_name -> chatpacket.actors.v1.VisitorConversation
+	41, // 18: chatpacket.grains.v1.VisitorConversationsResponse.conversations:type_name -> chatpacket.actors.v1.VisitorConversation
 	1,  // 19: chatpacket.grains.v1.Conversation.Post:input_type -> chatpacket.grains.v1.PostRequest
 	3,  // 20: chatpacket.grains.v1.Conversation.Read:input_type -> chatpacket.grains.v1.ReadRequest
 	6,  // 21: chatpacket.grains.v1.Conversation.Subscribe:input_type -> chatpacket.grains.v1.SubscribeRequest
@@ -2147,39 +2206,41 @@ var file_actors_grainpb_grains_proto_depIdxs = []int32{
 	12, // 25: chatpacket.grains.v1.Conversation.Assign:input_type -> chatpacket.grains.v1.AssignRequest
 	13, // 26: chatpacket.grains.v1.Conversation.Close:input_type -> chatpacket.grains.v1.CloseRequest
 	14, // 27: chatpacket.grains.v1.Conversation.SetStatus:input_type -> chatpacket.grains.v1.SetStatusRequest
-	18, // 28: chatpacket.grains.v1.Tenant.Signup:input_type -> chatpacket.grains.v1.SignupRequest
-	20, // 29: chatpacket.grains.v1.Tenant.Settings:input_type -> chatpacket.grains.v1.TenantRequest
-	22, // 30: chatpacket.grains.v1.Tenant.UpdateSettings:input_type -> chatpacket.grains.v1.UpdateSettingsRequest
-	20, // 31: chatpacket.grains.v1.Tenant.Agents:input_type -> chatpacket.grains.v1.TenantRequest
-	24, // 32: chatpacket.grains.v1.Tenant.Summarize:input_type -> chatpacket.grains.v1.ConversationSummary
-	6,  // 33: chatpacket.grains.v1.Tenant.Subscribe:input_type -> chatpacket.grains.v1.SubscribeRequest
-	26, // 34: chatpacket.grains.v1.Visitor.Start:input_type -> chatpacket.grains.v1.StartRequest
-	27, // 35: chatpacket.grains.v1.Visitor.SetContact:input_type -> chatpacket.grains.v1.ContactRequest
-	28, // 36: chatpacket.grains.v1.Visitor.PageView:input_type -> chatpacket.grains.v1.PageViewRequest
-	29, // 37: chatpacket.grains.v1.Visitor.AddConversation:input_type -> chatpacket.grains.v1.AddConversationRequest
-	20, // 38: chatpacket.grains.v1.Visitor.Conversations:input_type -> chatpacket.grains.v1.TenantRequest
-	2,  // 39: chatpacket.grains.v1.Conversation.Post:output_type -> chatpacket.grains.v1.PostResponse
-	5,  // 40: chatpacket.grains.v1.Conversation.Read:output_type -> chatpacket.grains.v1.ReadResponse
-	7,  // 41: chatpacket.grains.v1.Conversation.Subscribe:output_type -> chatpacket.grains.v1.SubscribeResponse
-	0,  // 42: chatpacket.grains.v1.Conversation.Unsubscribe:output_type -> chatpacket.grains.v1.Empty
-	0,  // 43: chatpacket.grains.v1.Conversation.Typing:output_type -> chatpacket.grains.v1.Empty
-	11, // 44: chatpacket.grains.v1.Conversation.MarkRead:output_type -> chatpacket.grains.v1.MarkReadResponse
-	15, // 45: chatpacket.grains.v1.Conversation.Assign:output_type -> chatpacket.grains.v1.ConversationInfo
-	15, // 46: chatpacket.grains.v1.Conversation.Close:output_type -> chatpacket.grains.v1.ConversationInfo
-	15, // 47: chatpacket.grains.v1.Conversation.SetStatus:output_type -> chatpacket.grains.v1.ConversationInfo
-	19, // 48: chatpacket.grains.v1.Tenant.Signup:output_type -> chatpacket.grains.v1.SignupResponse
-	21, // 49: chatpacket.grains.v1.Tenant.Settings:output_type -> chatpacket.grains.v1.SettingsResponse
-	21, // 50: chatpacket.grains.v1.Tenant.UpdateSettings:output_type -> chatpacket.grains.v1.SettingsResponse
-	23, // 51: chatpacket.grains.v1.Tenant.Agents:output_type -> chatpacket.grains.v1.AgentsResponse
-	0,  // 52: chatpacket.grains.v1.Tenant.Summarize:output_type -> chatpacket.grains.v1.Empty
-	0,  // 53: chatpacket.grains.v1.Tenant.Subscribe:output_type -> chatpacket.grains.v1.Empty
-	0,  // 54: chatpacket.grains.v1.Visitor.Start:output_type -> chatpacket.grains.v1.Empty
-	0,  // 55: chatpacket.grains.v1.Visitor.SetContact:output_type -> chatpacket.grains.v1.Empty
-	0,  // 56: chatpacket.grains.v1.Visitor.PageView:output_type -> chatpacket.grains.v1.Empty
-	0,  // 57: chatpacket.grains.v1.Visitor.AddConversation:output_type -> chatpacket.grains.v1.Empty
-	30, // 58: chatpacket.grains.v1.Visitor.Conversations:output_type -> chatpacket.grains.v1.VisitorConversationsResponse
-	39, // [39:59] is the sub-list for method output_type
-	19, // [19:39] is the sub-list for method input_type
+	32, // 28: chatpacket.grains.v1.Conversation.SetTeam:input_type -> chatpacket.grains.v1.SetTeamRequest
+	18, // 29: chatpacket.grains.v1.Tenant.Signup:input_type -> chatpacket.grains.v1.SignupRequest
+	20, // 30: chatpacket.grains.v1.Tenant.Settings:input_type -> chatpacket.grains.v1.TenantRequest
+	22, // 31: chatpacket.grains.v1.Tenant.UpdateSettings:input_type -> chatpacket.grains.v1.UpdateSettingsRequest
+	20, // 32: chatpacket.grains.v1.Tenant.Agents:input_type -> chatpacket.grains.v1.TenantRequest
+	24, // 33: chatpacket.grains.v1.Tenant.Summarize:input_type -> chatpacket.grains.v1.ConversationSummary
+	6,  // 34: chatpacket.grains.v1.Tenant.Subscribe:input_type -> chatpacket.grains.v1.SubscribeRequest
+	26, // 35: chatpacket.grains.v1.Visitor.Start:input_type -> chatpacket.grains.v1.StartRequest
+	27, // 36: chatpacket.grains.v1.Visitor.SetContact:input_type -> chatpacket.grains.v1.ContactRequest
+	28, // 37: chatpacket.grains.v1.Visitor.PageView:input_type -> chatpacket.grains.v1.PageViewRequest
+	29, // 38: chatpacket.grains.v1.Visitor.AddConversation:input_type -> chatpacket.grains.v1.AddConversationRequest
+	20, // 39: chatpacket.grains.v1.Visitor.Conversations:input_type -> chatpacket.grains.v1.TenantRequest
+	2,  // 40: chatpacket.grains.v1.Conversation.Post:output_type -> chatpacket.grains.v1.PostResponse
+	5,  // 41: chatpacket.grains.v1.Conversation.Read:output_type -> chatpacket.grains.v1.ReadResponse
+	7,  // 42: chatpacket.grains.v1.Conversation.Subscribe:output_type -> chatpacket.grains.v1.SubscribeResponse
+	0,  // 43: chatpacket.grains.v1.Conversation.Unsubscribe:output_type -> chatpacket.grains.v1.Empty
+	0,  // 44: chatpacket.grains.v1.Conversation.Typing:output_type -> chatpacket.grains.v1.Empty
+	11, // 45: chatpacket.grains.v1.Conversation.MarkRead:output_type -> chatpacket.grains.v1.MarkReadResponse
+	15, // 46: chatpacket.grains.v1.Conversation.Assign:output_type -> chatpacket.grains.v1.ConversationInfo
+	15, // 47: chatpacket.grains.v1.Conversation.Close:output_type -> chatpacket.grains.v1.ConversationInfo
+	15, // 48: chatpacket.grains.v1.Conversation.SetStatus:output_type -> chatpacket.grains.v1.ConversationInfo
+	15, // 49: chatpacket.grains.v1.Conversation.SetTeam:output_type -> chatpacket.grains.v1.ConversationInfo
+	19, // 50: chatpacket.grains.v1.Tenant.Signup:output_type -> chatpacket.grains.v1.SignupResponse
+	21, // 51: chatpacket.grains.v1.Tenant.Settings:output_type -> chatpacket.grains.v1.SettingsResponse
+	21, // 52: chatpacket.grains.v1.Tenant.UpdateSettings:output_type -> chatpacket.grains.v1.SettingsResponse
+	23, // 53: chatpacket.grains.v1.Tenant.Agents:output_type -> chatpacket.grains.v1.AgentsResponse
+	0,  // 54: chatpacket.grains.v1.Tenant.Summarize:output_type -> chatpacket.grains.v1.Empty
+	0,  // 55: chatpacket.grains.v1.Tenant.Subscribe:output_type -> chatpacket.grains.v1.Empty
+	0,  // 56: chatpacket.grains.v1.Visitor.Start:output_type -> chatpacket.grains.v1.Empty
+	0,  // 57: chatpacket.grains.v1.Visitor.SetContact:output_type -> chatpacket.grains.v1.Empty
+	0,  // 58: chatpacket.grains.v1.Visitor.PageView:output_type -> chatpacket.grains.v1.Empty
+	0,  // 59: chatpacket.grains.v1.Visitor.AddConversation:output_type -> chatpacket.grains.v1.Empty
+	30, // 60: chatpacket.grains.v1.Visitor.Conversations:output_type -> chatpacket.grains.v1.VisitorConversationsResponse
+	40, // [40:61] is the sub-list for method output_type
+	19, // [19:40] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -2205,7 +2266,7 @@ func file_actors_grainpb_grains_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_grainpb_grains_proto_rawDesc), len(file_actors_grainpb_grains_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -70,6 +70,7 @@ type Conversation interface {
 	Assign(req *AssignRequest, ctx cluster.GrainContext) (*ConversationInfo, error)
 	Close(req *CloseRequest, ctx cluster.GrainContext) (*ConversationInfo, error)
 	SetStatus(req *SetStatusRequest, ctx cluster.GrainContext) (*ConversationInfo, error)
+	SetTeam(req *SetTeamRequest, ctx cluster.GrainContext) (*ConversationInfo, error)
 }
 
 // ConversationGrainClient holds the base data for the ConversationGrain
@@ -321,6 +322,33 @@ func (g *ConversationGrainClient) SetStatus(r *SetStatusRequest, opts ...cluster
 	}
 }
 
+// SetTeam requests the execution on to the cluster with CallOptions
+func (g *ConversationGrainClient) SetTeam(r *SetTeamRequest, opts ...cluster.GrainCallOption) (*ConversationInfo, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Conversation"), slog.String("method", "SetTeam"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 9, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Conversation", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *ConversationInfo:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // ConversationActor represents the actor structure
 type ConversationActor struct {
 	ctx     cluster.GrainContext
@@ -523,6 +551,26 @@ func (a *ConversationActor) Receive(ctx actor.Context) {
 			}
 
 			r0, err := a.inner.SetStatus(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 9:
+			req := &SetTeamRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] SetTeam(SetTeamRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.SetTeam(req, a.ctx)
 			if err != nil {
 				resp := cluster.FromError(err)
 				ctx.Respond(resp)

@@ -205,6 +205,14 @@ func (g *conversation) SetStatus(req *grainpb.SetStatusRequest, ctx pacluster.Gr
 	}}})
 }
 
+// SetTeam moves the conversation to a team (none when team_id is empty).
+// Agent sockets learn of it from the summary, which carries the team.
+func (g *conversation) SetTeam(req *grainpb.SetTeamRequest, ctx pacluster.GrainContext) (*grainpb.ConversationInfo, error) {
+	return g.change(ctx, req.TenantId, &actorspb.Command{Op: &actorspb.Command_SetConversationTeam{SetConversationTeam: &actorspb.SetConversationTeam{
+		TenantId: req.TenantId, ConversationId: g.id[:], TeamId: req.TeamId,
+	}}})
+}
+
 // change applies a command that changes the conversation's metadata and
 // tells the subscribers.
 func (g *conversation) change(ctx pacluster.GrainContext, tenant []byte, cmd *actorspb.Command) (*grainpb.ConversationInfo, error) {

@@ -237,6 +237,34 @@ func routeOf(cmd *actorspb.Command) ([]byte, error) {
 		raw, field = op.AddVisitorConversation.VisitorId, "visitor_id"
 	case *actorspb.Command_UpdateTenant:
 		raw, field = op.UpdateTenant.TenantId, "tenant_id"
+	case *actorspb.Command_AddAgentSession:
+		raw, field = op.AddAgentSession.TenantId, "tenant_id"
+	case *actorspb.Command_RemoveAgentSessions:
+		raw, field = op.RemoveAgentSessions.TenantId, "tenant_id"
+	case *actorspb.Command_SetAgentPassword:
+		raw, field = op.SetAgentPassword.TenantId, "tenant_id"
+	case *actorspb.Command_VerifyAgentEmail:
+		raw, field = op.VerifyAgentEmail.TenantId, "tenant_id"
+	case *actorspb.Command_SetupTwoFactor:
+		raw, field = op.SetupTwoFactor.TenantId, "tenant_id"
+	case *actorspb.Command_EnableTwoFactor:
+		raw, field = op.EnableTwoFactor.TenantId, "tenant_id"
+	case *actorspb.Command_DisableTwoFactor:
+		raw, field = op.DisableTwoFactor.TenantId, "tenant_id"
+	case *actorspb.Command_UseSecondFactor:
+		raw, field = op.UseSecondFactor.TenantId, "tenant_id"
+	case *actorspb.Command_ConsumeToken:
+		return keyFrom(op.ConsumeToken.Hash, "hash")
+	case *actorspb.Command_PutTeam:
+		raw, field = op.PutTeam.TenantId, "tenant_id"
+	case *actorspb.Command_DeleteTeam:
+		raw, field = op.DeleteTeam.TenantId, "tenant_id"
+	case *actorspb.Command_SetConversationTeam:
+		raw = op.SetConversationTeam.ConversationId
+	case *actorspb.Command_SetAgentRole:
+		raw, field = op.SetAgentRole.TenantId, "tenant_id"
+	case *actorspb.Command_AppendAudit:
+		raw, field = op.AppendAudit.TenantId, "tenant_id"
 	default:
 		return nil, fmt.Errorf("%w: no operation", ErrInvalid)
 	}

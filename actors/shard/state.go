@@ -85,6 +85,34 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 		res, err = s.addVisitorConversation(ctx, ch, op.AddVisitorConversation)
 	case *actorspb.Command_UpdateTenant:
 		res, err = s.updateTenant(ctx, ch, op.UpdateTenant)
+	case *actorspb.Command_AddAgentSession:
+		res, err = s.addAgentSession(ctx, ch, op.AddAgentSession)
+	case *actorspb.Command_RemoveAgentSessions:
+		res, err = s.removeAgentSessions(ctx, ch, op.RemoveAgentSessions)
+	case *actorspb.Command_SetAgentPassword:
+		res, err = s.setAgentPassword(ctx, ch, op.SetAgentPassword)
+	case *actorspb.Command_VerifyAgentEmail:
+		res, err = s.verifyAgentEmail(ctx, ch, op.VerifyAgentEmail)
+	case *actorspb.Command_SetupTwoFactor:
+		res, err = s.setupTwoFactor(ctx, ch, op.SetupTwoFactor)
+	case *actorspb.Command_EnableTwoFactor:
+		res, err = s.enableTwoFactor(ctx, ch, op.EnableTwoFactor)
+	case *actorspb.Command_DisableTwoFactor:
+		res, err = s.disableTwoFactor(ctx, ch, op.DisableTwoFactor)
+	case *actorspb.Command_UseSecondFactor:
+		res, err = s.useSecondFactor(ctx, ch, op.UseSecondFactor)
+	case *actorspb.Command_ConsumeToken:
+		res, err = s.consumeToken(ctx, ch, op.ConsumeToken)
+	case *actorspb.Command_PutTeam:
+		res, err = s.putTeam(ctx, ch, op.PutTeam)
+	case *actorspb.Command_DeleteTeam:
+		res, err = s.deleteTeam(ctx, ch, op.DeleteTeam)
+	case *actorspb.Command_SetConversationTeam:
+		res, err = s.setConversationTeam(ctx, ch, op.SetConversationTeam)
+	case *actorspb.Command_SetAgentRole:
+		res, err = s.setAgentRole(ctx, ch, op.SetAgentRole)
+	case *actorspb.Command_AppendAudit:
+		res, err = s.appendAudit(ctx, ch, op.AppendAudit)
 	default:
 		err = fmt.Errorf("%w: no operation", ErrInvalid)
 	}

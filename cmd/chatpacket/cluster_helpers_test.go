@@ -111,7 +111,9 @@ func startCluster(t *testing.T, n int) *testCluster {
 func (c *testCluster) start(name string, extra []string) *cnode {
 	c.t.Helper()
 	dir := c.t.TempDir()
-	args := append([]string{"--data-dir", filepath.Join(dir, "data"), "--gossip-preset", "local"}, extra...)
+	// The tests load the cluster far faster than people write: no widget
+	// message limits.
+	args := append([]string{"--data-dir", filepath.Join(dir, "data"), "--gossip-preset", "local", "--widget-message-limits=false"}, extra...)
 	nd := &cnode{name: name, dir: dir, args: args}
 	nd.node = runServe(c.t, c.bin, dir, c.env, args...)
 	c.nodes = append(c.nodes, nd)

@@ -42,7 +42,7 @@ func TestKillNineLosesNothingAndLeaksNothing(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	n := runServe(t, bin, dir, nil)
+	n := runServe(t, bin, dir, nil, "--widget-message-limits=false") // one visitor sends 50 at once
 	n.waitReady(t)
 	base := "http://" + n.addr
 

@@ -56,6 +56,8 @@ type serveConfig struct {
 	smtpPassword string
 	smtpStartTLS string
 	mailFrom     string
+	publicURL    string
+	widgetLimits bool
 
 	tlsCert       string
 	tlsKey        string
@@ -122,6 +124,8 @@ the cluster and closes the store.`,
 	f.StringVar(&cfg.smtpPassword, "smtp-password", "", "password of --smtp-user; prefer CHATPACKET_SMTP_PASSWORD, as a command line is visible to other users")
 	f.StringVar(&cfg.smtpStartTLS, "smtp-starttls", mail.StartTLSRequired, "STARTTLS to the SMTP server: required, opportunistic (when offered) or off")
 	f.StringVar(&cfg.mailFrom, "mail-from", defaultMailFrom(), "sender of the service's emails")
+	f.BoolVar(&cfg.widgetLimits, "widget-message-limits", true, "limit how fast each visitor (10 per 10 s) and each tenant (200/s) send messages; false only for load tests")
+	f.StringVar(&cfg.publicURL, "public-url", "", "origin the links in emails point to, as https://chat.example.com (default: the origin each request was addressed to; set it in production)")
 	f.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS and WSS on --http (with --tls-key)")
 	f.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	f.BoolVar(&cfg.tlsSelfSigned, "tls-self-signed", false, "serve HTTPS with a self-signed certificate for localhost, generated into DATA_DIR/tls (development)")
@@ -250,7 +254,8 @@ func startFront(cfg serveConfig, log *slog.Logger, srv *transport.Server, node *
 	}
 	f := &front{adm: adm, gw: gateway.New(node.Cluster, log)}
 	f.api = &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: f.gw, Log: log, Now: time.Now,
-		Mail: sender, TLS: overTLS}
+		Mail: sender, TLS: overTLS, PublicOrigin: strings.TrimSuffix(cfg.publicURL, "/"),
+		MessageLimits: transport.MessageLimits{Off: !cfg.widgetLimits}}
 	f.api.Register(srv)
 	return f, nil
 }
@@ -259,6 +264,7 @@ func startFront(cfg serveConfig, log *slog.Logger, srv *transport.Server, node *
 // the operator's socket.
 func (f *front) close() error {
 	f.api.CloseSockets()
+	f.api.WaitMail() // emails already accepted go out before the node stops
 	f.gw.Close()
 	return f.adm.Close()
 }
@@ -311,6 +317,9 @@ func (cfg serveConfig) check() error {
 	}
 	if _, err := netmail.ParseAddress(cfg.mailFrom); err != nil || strings.ContainsAny(cfg.mailFrom, "\r\n") {
 		return fmt.Errorf("--mail-from %q: want an address, with or without a name (ChatPacket <noreply@example.com>)", cfg.mailFrom)
+	}
+	if cfg.publicURL != "" && !shard.ValidOrigin(strings.TrimSuffix(cfg.publicURL, "/")) {
+		return fmt.Errorf("--public-url %q: want an origin, scheme://host[:port], as https://chat.example.com", cfg.publicURL)
 	}
 	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together: give both")

@@ -284,7 +284,7 @@ func TestBenchAgainstANode(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildBinary(t)
-	n := runServe(t, bin, t.TempDir(), nil)
+	n := runServe(t, bin, t.TempDir(), nil, "--widget-message-limits=false") // a load, not people
 	n.waitReady(t)
 	out, err := exec.Command(bin, "bench", "--target", "http://"+n.addr, "--visitors", "5", "--agents", "2", "--rate", "100", "--duration", "2s").Output()
 	if err != nil {
