@@ -30,11 +30,15 @@ func (a *API) registerDashboard(s *http.ServeMux) {
 	s.HandleFunc("GET /{$}", a.dashboardRoot)
 	s.HandleFunc("GET /login", a.loggedOutPage("login", "Log in"))
 	s.HandleFunc("GET /signup", a.loggedOutPage("signup", "Sign up"))
+	s.HandleFunc("GET /forgot", a.loggedOutPage("forgot", "Forgot your password"))
 	s.HandleFunc("GET /invite/{token}", a.invitePage)
+	s.HandleFunc("GET /verify", tokenPage(a, "verify", "Verify your email"))
+	s.HandleFunc("GET /reset", tokenPage(a, "reset", "Choose a new password"))
 	s.HandleFunc("GET /app", a.appPage("inbox", "Inbox"))
 	s.HandleFunc("GET /app/conversations/{id}", a.appPage("inbox", "Inbox"))
 	s.HandleFunc("GET /app/settings", a.appPage("settings", "Settings"))
 	s.HandleFunc("GET /app/team", a.appPage("team", "Team"))
+	s.HandleFunc("GET /app/account", a.appPage("account", "Account"))
 	s.HandleFunc("GET "+staticPrefix+"{version}/{file}", serveDashboardStatic)
 }
 
@@ -111,6 +115,21 @@ func (a *API) invitePage(w http.ResponseWriter, r *http.Request) {
 	a.renderPage(w, r, "invite", dashboard.Data{Title: "Join your team", InviteToken: token})
 }
 
+// tokenPage serves a page opened from an emailed link (ORIGIN/verify?token=…,
+// ORIGIN/reset?token=…). Like the invitation page, it renders without the
+// session: its module makes the public call with the token, whether or not
+// someone is logged in in this browser. A GET changes nothing, so a mail
+// scanner that fetches the link does not spend it.
+func tokenPage(a *API, page, title string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token := r.URL.Query().Get("token")
+		if len(token) > 200 {
+			token = ""
+		}
+		a.renderPage(w, r, page, dashboard.Data{Title: title, Token: token})
+	}
+}
+
 // appPage serves a page of the logged-in app; without a session the
 // browser goes to log in and comes back.
 func (a *API) appPage(page, title string) http.HandlerFunc {
@@ -140,6 +159,7 @@ func (a *API) appPage(page, title string) http.HandlerFunc {
 		d := dashboard.Data{
 			Title: title, CSRF: p.csrf, Org: t.Name, Manager: p.manager(),
 			Agent: &dashboard.Agent{ID: p.agent.String(), Name: agent.Name, Role: roleName(p.role)},
+			Owner: roleName(p.role) == "owner",
 		}
 		switch page {
 		case "inbox":
@@ -155,6 +175,13 @@ func (a *API) appPage(page, title string) http.HandlerFunc {
 			d.Origin, d.WidgetKey, d.OrgName = a.ownOrigin(r), st.WidgetKey, st.Name
 			d.WidgetColor, d.WidgetGreeting = st.WidgetColor, st.WidgetGreeting
 			d.AllowedOrigins = strings.Join(st.AllowedOrigins, "\n")
+		case "account":
+			acc, err := a.Machine.Account(ctx, p.tenant, p.agent)
+			if err != nil {
+				a.pageError(w, r, err)
+				return
+			}
+			d.Email, d.EmailVerified, d.TwoFactor = agent.Email, acc.EmailVerified, acc.TotpSecret != ""
 		}
 		a.renderPage(w, r, page, d)
 	}

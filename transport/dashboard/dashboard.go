@@ -39,7 +39,7 @@ var Static fs.FS
 var Version string
 
 // Pages names the pages Render knows, one template file each.
-var Pages = []string{"login", "signup", "invite", "inbox", "settings", "team"}
+var Pages = []string{"login", "signup", "forgot", "verify", "reset", "invite", "inbox", "settings", "team", "account"}
 
 var pages = map[string]*template.Template{}
 
@@ -91,8 +91,10 @@ type Data struct {
 	CSRF   string // the session's CSRF token; empty when logged out
 	Org    string
 	Agent  *Agent // nil when logged out
-	// Manager says whether the agent may change settings and invite.
-	Manager bool
+	// Manager says whether the agent may change settings, invite and
+	// manage teams; Owner whether they also change roles and read the
+	// audit log.
+	Manager, Owner bool
 
 	// Settings page.
 	Origin, WidgetKey, WidgetColor, WidgetGreeting, OrgName string
@@ -106,6 +108,13 @@ type Data struct {
 
 	// Login page: where to go after logging in.
 	Next string
+
+	// Verify and reset pages: the token of the emailed link.
+	Token string
+
+	// Account page.
+	Email                    string
+	EmailVerified, TwoFactor bool
 }
 
 // Render writes page with data, or returns an error (and writes nothing)

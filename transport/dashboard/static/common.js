@@ -6,15 +6,17 @@ export const csrfToken = () => document.querySelector('meta[name="csrf-token"]')
 export const agentId = () => document.querySelector('meta[name="agent-id"]')?.content || '';
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = 0) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfter = retryAfter; // seconds, from Retry-After; 0 when absent
   }
 }
 
 // api calls the JSON API and returns the decoded answer (null for 204);
-// a refusal throws an ApiError with the server's code and sentence.
+// a refusal throws an ApiError with the server's code and sentence (for
+// 429 rate_limited, a sentence with the seconds to wait).
 export async function api(method, path, body) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -37,7 +39,11 @@ export async function api(method, path, body) {
       // The session ended (logged out elsewhere, expired): log in again.
       location.assign('/login?next=' + encodeURIComponent(location.pathname + location.search));
     }
-    throw new ApiError(res.status, e.code || 'http_' + res.status, e.message || `The server answered ${res.status}.`);
+    const retry = Math.max(0, parseInt(res.headers.get('Retry-After') || '0', 10) || 0);
+    if (res.status === 429) {
+      throw new ApiError(429, e.code || 'rate_limited', `Too many attempts, try again in ${Math.max(1, retry)} s.`, retry);
+    }
+    throw new ApiError(res.status, e.code || 'http_' + res.status, e.message || `The server answered ${res.status}.`, retry);
   }
   return data;
 }
@@ -71,12 +77,13 @@ export function formatTime(iso) {
 }
 
 // formSubmit runs fn on submit with the submit button disabled, showing a
-// refusal in #form-error.
+// refusal in the form's #form-error (or, on pages with several forms, its
+// p.error[role="alert"]).
 export function formSubmit(form, fn) {
   form.addEventListener('submit', async ev => {
     ev.preventDefault();
     const button = form.querySelector('button[type="submit"]');
-    const err = form.querySelector('#form-error');
+    const err = form.querySelector('#form-error') || form.querySelector('p.error[role="alert"]');
     showError(err, '');
     button.disabled = true;
     try {

@@ -12,6 +12,7 @@ const state = {
   filter: 'all',
   convs: new Map(),    // id → {id, visitor_id, status, assignee_id, last_message_at, last_seq, preview, unread}
   agents: new Map(),   // id → {id, name, role}
+  teams: new Map(),    // id → {id, name, member_ids}
   visitors: new Map(), // visitor id → name given by the visitor
   current: null,       // the open conversation's id
   nodes: new Map(),    // seq → <li> of the open conversation
@@ -121,6 +122,29 @@ async function loadAgents() {
   }
 }
 
+async function loadTeams() {
+  try {
+    const { teams } = await api('GET', '/api/v1/teams');
+    state.teams = new Map(teams.map(t => [t.id, t]));
+    const sel = $('conv-team');
+    sel.replaceChildren(el('option', { value: '', textContent: 'No team' }),
+      ...teams.sort((a, b) => a.name.localeCompare(b.name)).map(t => el('option', { value: t.id, textContent: t.name })));
+    if (state.current) renderHead();
+  } catch (e) {
+    showError($('list-error'), 'The teams could not load: ' + e.message);
+  }
+}
+
+// setTeamChoice shows a conversation's team; one deleted since (or not
+// loaded yet) gets an option of its own, so the select does not lie.
+function setTeamChoice(id) {
+  const sel = $('conv-team');
+  if (id && !state.teams.has(id) && !sel.querySelector(`option[value="${CSS.escape(id)}"]`)) {
+    sel.append(el('option', { value: id, textContent: 'A deleted team' }));
+  }
+  sel.value = id;
+}
+
 for (const b of document.querySelectorAll('.tab')) {
   b.addEventListener('click', () => {
     state.status = b.dataset.status;
@@ -155,6 +179,7 @@ function renderHead() {
   badge.className = 'badge status-' + (c.status || 'open');
   $('assignee').value = c.assignee_id || '';
   $('assign-me').disabled = c.assignee_id === me;
+  setTeamChoice(c.team_id || '');
   for (const b of document.querySelectorAll('[data-set-status]')) {
     const on = b.dataset.setStatus === c.status;
     b.setAttribute('aria-pressed', String(on));
@@ -404,6 +429,7 @@ async function update(path, body) {
 
 $('assignee').addEventListener('change', () => update('assign', { assignee_id: $('assignee').value }));
 $('assign-me').addEventListener('click', () => update('assign', { assignee_id: me }));
+$('conv-team').addEventListener('change', () => update('team', { team_id: $('conv-team').value }));
 for (const b of document.querySelectorAll('[data-set-status]')) {
   b.addEventListener('click', () => update('status', { status: b.dataset.setStatus }));
 }
@@ -517,7 +543,7 @@ function connect() {
 function handleFrame(f) {
   switch (f.type) {
     case 'conversation': {
-      const c = merge({ id: f.conversation_id, visitor_id: f.visitor_id || undefined, status: f.status, assignee_id: f.assignee_id ?? undefined, last_seq: f.last_seq || undefined });
+      const c = merge({ id: f.conversation_id, visitor_id: f.visitor_id || undefined, status: f.status, assignee_id: f.assignee_id ?? undefined, team_id: f.team_id ?? undefined, last_seq: f.last_seq || undefined });
       if (f.assignee_id === '') c.assignee_id = '';
       if (f.conversation_id === state.current) renderHead();
       renderList();
@@ -543,6 +569,16 @@ function handleFrame(f) {
       renderList();
       break;
     }
+    case 'conversation_removed':
+      // Moved to a team this agent is not in: it leaves their view.
+      state.convs.delete(f.conversation_id);
+      if (f.conversation_id === state.current) {
+        history.pushState({}, '', '/app');
+        closeView();
+        showError($('list-error'), 'That conversation moved to a team you are not in.');
+      }
+      renderList();
+      break;
     case 'ack':
       settle(f.client_id, f.seq);
       break;
@@ -571,7 +607,7 @@ function handleFrame(f) {
 
 async function start() {
   connect();
-  await Promise.all([loadAgents(), loadList()]);
+  await Promise.all([loadAgents(), loadTeams(), loadList()]);
   const first = $('inbox').dataset.conversation || new URLSearchParams(location.search).get('c');
   if (first) openConversation(first, false);
 }
