@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -59,16 +60,37 @@ type accountEnv struct {
 
 	mu   sync.Mutex
 	seen map[string]bool // outbox files already returned by nextMail
+	logs *lockedBuffer   // everything the API logged, debug level and up
+}
+
+// lockedBuffer collects log output from concurrent handlers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]byte(nil), l.b.Bytes()...)
 }
 
 func newAccountEnv(t *testing.T) *accountEnv {
 	t.Helper()
 	n := nodetest.Start(t)
-	s := NewServer("127.0.0.1:0", quiet)
-	gw := gateway.New(n.Cluster, quiet)
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := NewServer("127.0.0.1:0", log)
+	gw := gateway.New(n.Cluster, log)
 	outbox := &mail.Outbox{Dir: t.TempDir(), From: "ChatPacket <noreply@chatpacket.test>"}
 	clk := &clock{t: time.Now()}
-	api := &API{Cluster: n.Cluster, Machine: n.Machine, Gateway: gw, Log: quiet, Now: clk.Now, Mail: outbox}
+	api := &API{Cluster: n.Cluster, Machine: n.Machine, Gateway: gw, Log: log, Now: clk.Now, Mail: outbox}
 	api.Register(s)
 	ts := httptest.NewServer(s.http.Handler)
 	t.Cleanup(func() {
@@ -77,7 +99,7 @@ func newAccountEnv(t *testing.T) *accountEnv {
 		api.WaitMail()
 		gw.Close()
 	})
-	return &accountEnv{t: t, base: ts.URL, api: api, node: n, outbox: outbox, clock: clk, seen: map[string]bool{}}
+	return &accountEnv{t: t, base: ts.URL, api: api, node: n, outbox: outbox, clock: clk, seen: map[string]bool{}, logs: logs}
 }
 
 // sentMail is a message of the outbox.
@@ -613,10 +635,12 @@ func TestLoginRateLimitSparesTheRightPassword(t *testing.T) {
 	}
 }
 
-// TestAccountStoreHoldsNoSecrets greps a copy of the node's store for a
-// password, a session token, a TOTP secret and a recovery code, and finds
-// none; it does find the token's SHA-256 (the key of its record), so the
-// search does see what the store wrote.
+// TestAccountStoreHoldsNoSecrets greps a copy of the node's store, and
+// everything the API logged, for a password, a session token, a TOTP
+// secret and a recovery code, and finds none; it does find the token's
+// SHA-256 (the key of its record), so the search does see what the store
+// wrote. (The outbox holds the links of undelivered mail by design: it is
+// the mail an operator delivers by hand.)
 func TestAccountStoreHoldsNoSecrets(t *testing.T) {
 	e := newAccountEnv(t)
 	e.signup("ada@example.com")
@@ -662,9 +686,37 @@ func TestAccountStoreHoldsNoSecrets(t *testing.T) {
 		t.Fatal("the session token's hash is not in the copy: the search sees nothing")
 	}
 	recovery := normalizeRecoveryCode(codes[0].(string))
-	for name, secret := range map[string]string{"password": goodPassword, "session token": session, "TOTP secret": secret, "recovery code": recovery} {
+	// A failed login and a wrong second factor log what they log, too; and
+	// a reset mail that cannot be sent (the outbox is a file now) is
+	// logged: by its kind, never its address or link.
+	post := func(path string, body map[string]string) {
+		if resp, err := http.Post(e.base+path, "application/json", jsonBody(body)); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	post("/api/v1/login", map[string]string{"email": "ada@example.com", "password": goodPassword + "x"})
+	post("/api/v1/login", map[string]string{"email": "ada@example.com", "password": goodPassword, "totp": "000000"})
+	blocked := filepath.Join(t.TempDir(), "not-a-dir")
+	os.WriteFile(blocked, nil, 0o600)
+	e.outbox.Dir = filepath.Join(blocked, "outbox")
+	post("/api/v1/password/forgot", map[string]string{"email": "ada@example.com"})
+	e.api.WaitMail()
+	logs := e.logs.Bytes()
+	if !bytes.Contains(logs, []byte("level=")) {
+		t.Fatal("the API logged nothing, not even the failed mail: the search sees nothing")
+	}
+	for _, leak := range []string{"ada@example.com", "token="} {
+		if bytes.Contains(logs, []byte(leak)) {
+			t.Errorf("the logs hold %q:\n%s", leak, logs)
+		}
+	}
+	for name, secret := range map[string]string{"password": goodPassword, "session token": session, "TOTP secret": secret, "recovery code": recovery, "CSRF token": c.csrf} {
 		if bytes.Contains(store, []byte(secret)) || bytes.Contains(bytes.ToLower(store), []byte(strings.ToLower(secret))) {
 			t.Errorf("the store holds the %s in clear", name)
+		}
+		if bytes.Contains(logs, []byte(secret)) {
+			t.Errorf("the logs hold the %s", name)
 		}
 	}
 }
