@@ -49,6 +49,10 @@ type Result struct {
 	// cluster), it replays the first few messages a summary-started watch
 	// had delivered already: duplicates the client asked for.
 	Duplicates, Reordered int
+	// RateLimited counts the errors that were the node's widget message
+	// limits (10 per visitor per 10 s): a load needs a node started with
+	// --widget-message-limits=false.
+	RateLimited int
 }
 
 // AckedPerSecond is the throughput of acknowledged messages.
@@ -60,6 +64,9 @@ func (r Result) String() string {
 		r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.P999.Round(10*time.Microsecond))
 	if r.Duplicates > 0 || r.Reordered > 0 {
 		s += fmt.Sprintf("; agent sockets got %d duplicate and %d out-of-order message frames", r.Duplicates, r.Reordered)
+	}
+	if r.RateLimited > 0 {
+		s += fmt.Sprintf("; %d of the errors were the node's widget message limits: start it with --widget-message-limits=false for a load", r.RateLimited)
 	}
 	return s
 }
@@ -104,6 +111,7 @@ type run struct {
 	agents   []*websocket.Conn
 
 	sent, acked, delivered, errs atomic.Int64
+	limited                      atomic.Int64 // error frames rate_limited: the node limits widget messages
 	duplicates, reordered        atomic.Int64
 	mu                           sync.Mutex
 	latencies                    []time.Duration
@@ -295,8 +303,9 @@ func (r *run) load(ctx context.Context) (Result, error) {
 	slices.Sort(lat)
 	res := Result{
 		Sent: int(r.sent.Load()), Acked: int(r.acked.Load()), Delivered: int(r.delivered.Load()), Errors: int(r.errs.Load()),
-		Elapsed:    sendTime,
-		Duplicates: int(r.duplicates.Load()), Reordered: int(r.reordered.Load()),
+		RateLimited: int(r.limited.Load()),
+		Elapsed:     sendTime,
+		Duplicates:  int(r.duplicates.Load()), Reordered: int(r.reordered.Load()),
 	}
 	if len(lat) > 0 {
 		res.P50, res.P99, res.P999 = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)*999/1000]
@@ -340,6 +349,9 @@ func (r *run) readVisitor(ctx context.Context, v *visitorConn) {
 			r.acked.Add(1)
 		case "error":
 			r.errs.Add(1)
+			if f["code"] == "rate_limited" {
+				r.limited.Add(1)
+			}
 		}
 	}
 }
