@@ -303,6 +303,29 @@ func TestSignupSendsVerificationMail(t *testing.T) {
 	}
 }
 
+// TestResendVerification: a new link while unverified (the old one may be
+// lost), and 409 once verified.
+func TestResendVerification(t *testing.T) {
+	e := newAccountEnv(t)
+	e.signup("ada@example.com")
+	first := tokenOf(t, e.nextMail("ada@example.com", "Verify your email"), e.base, "verify")
+	c := newClient(t, e.base)
+	e.login(c, "ada@example.com", goodPassword)
+	if status, out := c.call("POST", "/api/v1/account/verify/resend", nil); status != http.StatusAccepted {
+		t.Fatalf("resend = %d %v; want 202", status, out)
+	}
+	second := tokenOf(t, e.nextMail("ada@example.com", "Verify your email"), e.base, "verify")
+	if second == first {
+		t.Fatal("the resent link carries the first token")
+	}
+	if status, out := newClient(t, e.base).call("POST", "/api/v1/account/verify", map[string]string{"token": second}); status != http.StatusNoContent {
+		t.Fatalf("verify with the resent link = %d %v; want 204", status, out)
+	}
+	if status, out := c.call("POST", "/api/v1/account/verify/resend", nil); status != http.StatusConflict || errCode(out) != "already_verified" {
+		t.Fatalf("resend once verified = %d %v; want 409 already_verified", status, out)
+	}
+}
+
 func TestSignupRefusesCommonPassword(t *testing.T) {
 	if n := passwords.Count(); n != 10000 {
 		t.Fatalf("the common password list has %d entries; want 10000", n)

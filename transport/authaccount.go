@@ -29,6 +29,7 @@ const (
 func (a *API) registerAccounts(s *http.ServeMux) {
 	s.Handle("POST /api/v1/logout/all", a.handler(a.authenticated(a.logoutAll)))
 	s.Handle("POST /api/v1/account/verify", a.handler(a.verifyEmail))
+	s.Handle("POST /api/v1/account/verify/resend", a.handler(a.authenticated(a.resendVerification)))
 	s.Handle("GET /api/v1/account/logins", a.handler(a.authenticated(a.logins)))
 	s.Handle("POST /api/v1/password/forgot", a.handler(a.forgotPassword))
 	s.Handle("POST /api/v1/password/reset", a.handler(a.resetPassword))
@@ -100,6 +101,28 @@ func (a *API) verifyEmail(_ http.ResponseWriter, r *http.Request) (int, any, err
 		return 0, nil, err
 	}
 	return http.StatusNoContent, nil, nil
+}
+
+// resendVerification mails the agent a new verification link (the first
+// may be lost, or past its 48 hours): 202, or 409 when the email is
+// verified already. It shares the reset emails' limit per address.
+func (a *API) resendVerification(w http.ResponseWriter, r *http.Request, p *principal) (int, any, error) {
+	acc, err := a.Machine.Account(r.Context(), p.tenant, p.agent)
+	if err != nil {
+		return 0, nil, err
+	}
+	if acc.EmailVerified {
+		return 0, nil, errorf(http.StatusConflict, "already_verified", "this email is verified already")
+	}
+	agent, err := a.Machine.Agent(r.Context(), p.tenant, p.agent)
+	if err != nil {
+		return 0, nil, err
+	}
+	if ok, retry := a.accounts.throttles.get().forgotAccount.take(emailThrottleKey(agent.Email), a.Now()); !ok {
+		return 0, nil, rateLimited(w, retry)
+	}
+	a.sendVerification(r, p.tenant, p.agent, agent.Name, agent.Email)
+	return http.StatusAccepted, nil, nil
 }
 
 func (a *API) markVerified(ctx context.Context, tenant, agent []byte) error {

@@ -81,6 +81,8 @@ func TestDashboardAccount(t *testing.T) {
 	waitEval(t, tab, `location.pathname === "/app/account"`, wait)
 	waitText(t, tab, "#acct-email", email, wait)
 	waitText(t, tab, "#unverified", "not verified yet", wait)
+	do(t, tab, "ask for the link again", chromedp.Click(chromedp.CSS("#resend-verify")))
+	waitText(t, tab, "#resend-status", "Sent", wait)
 	do(t, tab, "open the verification link", chromedp.Navigate(mailLink(t, outbox, seen, email, "Verify", "verify")))
 	waitText(t, tab, "#verify-status", "Your email is verified", wait)
 	do(t, tab, "back to the account page", chromedp.Navigate(base+"/app/account"))

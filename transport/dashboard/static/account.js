@@ -20,6 +20,22 @@ formSubmit(pwForm, async () => {
   $('pw-status').textContent = 'Password changed. Your other sessions were logged out.';
 });
 
+// ---- verification ------------------------------------------------------
+
+const resend = $('resend-verify');
+if (resend) {
+  resend.addEventListener('click', async () => {
+    resend.disabled = true;
+    try {
+      await api('POST', '/api/v1/account/verify/resend');
+      $('resend-status').textContent = 'Sent: open the newest email.';
+    } catch (e) {
+      $('resend-status').textContent = e.code === 'already_verified' ? 'Your email is verified already.' : e.message;
+      resend.disabled = false;
+    }
+  });
+}
+
 // ---- two-factor --------------------------------------------------------
 
 const tf = $('two-factor');
