@@ -122,6 +122,7 @@ func (a *API) Register(srv *Server) {
 	a.registerInvitations(s)
 	a.registerTeams(s)
 	a.registerAudit(s)
+	a.registerRights(s)
 	a.registerWidgetUI(s)
 	a.registerDashboard(s)
 	srv.mount(s)

@@ -34,11 +34,9 @@ func (a *API) setContact(_ http.ResponseWriter, r *http.Request, v visitor) (int
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	email := strings.TrimSpace(req.Email)
-	if email != "" {
-		if addr, err := mail.ParseAddress(email); err != nil || addr.Address != email {
-			return 0, nil, errorf(http.StatusBadRequest, "invalid_email", "give a plain email address, or none")
-		}
+	email, err := contactEmail(req.Email)
+	if err != nil {
+		return 0, nil, err
 	}
 	if _, err := grainpb.GetVisitorGrainClient(a.Cluster, v.id.String()).SetContact(&grainpb.ContactRequest{
 		TenantId: v.tenant[:], Name: strings.TrimSpace(req.Name), Email: email,
@@ -46,6 +44,18 @@ func (a *API) setContact(_ http.ResponseWriter, r *http.Request, v visitor) (int
 		return 0, nil, grainError(err)
 	}
 	return http.StatusNoContent, nil, nil
+}
+
+// contactEmail checks an email a visitor gave, or an agent corrected: a
+// plain address, or none.
+func contactEmail(raw string) (string, error) {
+	email := strings.TrimSpace(raw)
+	if email != "" {
+		if addr, err := mail.ParseAddress(email); err != nil || addr.Address != email {
+			return "", errorf(http.StatusBadRequest, "invalid_email", "give a plain email address, or none")
+		}
+	}
+	return email, nil
 }
 
 // techOf reads a request's technical data. The IP is the connection's peer:
@@ -137,7 +147,7 @@ func (a *API) getVisitor(_ http.ResponseWriter, r *http.Request, p *principal) (
 	body := map[string]any{
 		"id": id.String(), "browser": t.GetBrowser(), "os": t.GetOs(), "ip": t.GetIp(),
 		"user_agent": t.GetUserAgent(), "referrer": t.GetReferrer(), "page_views": out,
-		"name": rec.ContactName, "email": rec.ContactEmail,
+		"name": rec.ContactName, "email": rec.ContactEmail, "restricted": rec.Restricted,
 	}
 	if rec.LastSeenUnixMs > 0 {
 		body["last_seen_at"] = time.UnixMilli(rec.LastSeenUnixMs).UTC().Format(time.RFC3339)

@@ -694,6 +694,9 @@ type Command struct {
 	//	*Command_SetConversationTeam
 	//	*Command_SetAgentRole
 	//	*Command_AppendAudit
+	//	*Command_SetVisitorRestricted
+	//	*Command_PutPrivacyRequest
+	//	*Command_ClosePrivacyRequest
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1015,6 +1018,33 @@ func (x *Command) GetAppendAudit() *AppendAudit {
 	return nil
 }
 
+func (x *Command) GetSetVisitorRestricted() *SetVisitorRestricted {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetVisitorRestricted); ok {
+			return x.SetVisitorRestricted
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutPrivacyRequest() *PutPrivacyRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutPrivacyRequest); ok {
+			return x.PutPrivacyRequest
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetClosePrivacyRequest() *ClosePrivacyRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ClosePrivacyRequest); ok {
+			return x.ClosePrivacyRequest
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -1144,6 +1174,19 @@ type Command_AppendAudit struct {
 	AppendAudit *AppendAudit `protobuf:"bytes,34,opt,name=append_audit,json=appendAudit,proto3,oneof"`
 }
 
+type Command_SetVisitorRestricted struct {
+	// privacy (step 6): 40–49
+	SetVisitorRestricted *SetVisitorRestricted `protobuf:"bytes,40,opt,name=set_visitor_restricted,json=setVisitorRestricted,proto3,oneof"`
+}
+
+type Command_PutPrivacyRequest struct {
+	PutPrivacyRequest *PutPrivacyRequest `protobuf:"bytes,41,opt,name=put_privacy_request,json=putPrivacyRequest,proto3,oneof"`
+}
+
+type Command_ClosePrivacyRequest struct {
+	ClosePrivacyRequest *ClosePrivacyRequest `protobuf:"bytes,42,opt,name=close_privacy_request,json=closePrivacyRequest,proto3,oneof"`
+}
+
 func (*Command_Post) isCommand_Op() {}
 
 func (*Command_Assign) isCommand_Op() {}
@@ -1205,6 +1248,12 @@ func (*Command_SetConversationTeam) isCommand_Op() {}
 func (*Command_SetAgentRole) isCommand_Op() {}
 
 func (*Command_AppendAudit) isCommand_Op() {}
+
+func (*Command_SetVisitorRestricted) isCommand_Op() {}
+
+func (*Command_PutPrivacyRequest) isCommand_Op() {}
+
+func (*Command_ClosePrivacyRequest) isCommand_Op() {}
 
 // PostMessage appends a message. A conversation that does not exist yet is
 // created, open, for visitor_id. A client_id seen before in the conversation
@@ -1925,8 +1974,11 @@ type VisitorRecord struct {
 	Tech           *VisitorTech           `protobuf:"bytes,4,opt,name=tech,proto3" json:"tech,omitempty"`
 	LastSeenUnixMs int64                  `protobuf:"varint,5,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
 	// Contact details the visitor chose to give; empty until they do.
-	ContactName   string `protobuf:"bytes,6,opt,name=contact_name,json=contactName,proto3" json:"contact_name,omitempty"`
-	ContactEmail  string `protobuf:"bytes,7,opt,name=contact_email,json=contactEmail,proto3" json:"contact_email,omitempty"`
+	ContactName  string `protobuf:"bytes,6,opt,name=contact_name,json=contactName,proto3" json:"contact_name,omitempty"`
+	ContactEmail string `protobuf:"bytes,7,opt,name=contact_email,json=contactEmail,proto3" json:"contact_email,omitempty"`
+	// restricted: the visitor asked to restrict processing of their data.
+	// Nothing processes it yet; AI and analytics will skip them.
+	Restricted    bool `protobuf:"varint,40,opt,name=restricted,proto3" json:"restricted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2008,6 +2060,13 @@ func (x *VisitorRecord) GetContactEmail() string {
 		return x.ContactEmail
 	}
 	return ""
+}
+
+func (x *VisitorRecord) GetRestricted() bool {
+	if x != nil {
+		return x.Restricted
+	}
+	return false
 }
 
 // VisitorTech is the technical data of a visitor's latest session.
@@ -4745,6 +4804,287 @@ func (x *AppendAudit) GetEvent() *AuditEvent {
 	return nil
 }
 
+// SetVisitorRestricted sets or lifts the restriction of processing of a
+// visitor's data.
+type SetVisitorRestricted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	VisitorId     []byte                 `protobuf:"bytes,2,opt,name=visitor_id,json=visitorId,proto3" json:"visitor_id,omitempty"`
+	Restricted    bool                   `protobuf:"varint,3,opt,name=restricted,proto3" json:"restricted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetVisitorRestricted) Reset() {
+	*x = SetVisitorRestricted{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetVisitorRestricted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetVisitorRestricted) ProtoMessage() {}
+
+func (x *SetVisitorRestricted) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetVisitorRestricted.ProtoReflect.Descriptor instead.
+func (*SetVisitorRestricted) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *SetVisitorRestricted) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *SetVisitorRestricted) GetVisitorId() []byte {
+	if x != nil {
+		return x.VisitorId
+	}
+	return nil
+}
+
+func (x *SetVisitorRestricted) GetRestricted() bool {
+	if x != nil {
+		return x.Restricted
+	}
+	return false
+}
+
+// PrivacyRequest is one data-subject request of a tenant's ledger, sealed
+// under the tenant key (not the visitor's: the trace that a request was
+// handled outlives the visitor's erasure).
+type PrivacyRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind            string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`                                  // export, correction, restriction, deletion
+	VisitorId       []byte                 `protobuf:"bytes,3,opt,name=visitor_id,json=visitorId,proto3" json:"visitor_id,omitempty"`       // empty when not known yet
+	RequestedBy     []byte                 `protobuf:"bytes,4,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"` // the agent who made or recorded it
+	RequestedUnixMs int64                  `protobuf:"varint,5,opt,name=requested_unix_ms,json=requestedUnixMs,proto3" json:"requested_unix_ms,omitempty"`
+	DueUnixMs       int64                  `protobuf:"varint,6,opt,name=due_unix_ms,json=dueUnixMs,proto3" json:"due_unix_ms,omitempty"`    // requested + 30 days
+	DoneUnixMs      int64                  `protobuf:"varint,7,opt,name=done_unix_ms,json=doneUnixMs,proto3" json:"done_unix_ms,omitempty"` // 0 while open
+	Note            string                 `protobuf:"bytes,8,opt,name=note,proto3" json:"note,omitempty"`                                  // how it was received; no personal data
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PrivacyRequest) Reset() {
+	*x = PrivacyRequest{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrivacyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrivacyRequest) ProtoMessage() {}
+
+func (x *PrivacyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrivacyRequest.ProtoReflect.Descriptor instead.
+func (*PrivacyRequest) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *PrivacyRequest) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *PrivacyRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PrivacyRequest) GetVisitorId() []byte {
+	if x != nil {
+		return x.VisitorId
+	}
+	return nil
+}
+
+func (x *PrivacyRequest) GetRequestedBy() []byte {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return nil
+}
+
+func (x *PrivacyRequest) GetRequestedUnixMs() int64 {
+	if x != nil {
+		return x.RequestedUnixMs
+	}
+	return 0
+}
+
+func (x *PrivacyRequest) GetDueUnixMs() int64 {
+	if x != nil {
+		return x.DueUnixMs
+	}
+	return 0
+}
+
+func (x *PrivacyRequest) GetDoneUnixMs() int64 {
+	if x != nil {
+		return x.DoneUnixMs
+	}
+	return 0
+}
+
+func (x *PrivacyRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// PutPrivacyRequest records a request; putting the same id again changes
+// nothing.
+type PutPrivacyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Request       *PrivacyRequest        `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutPrivacyRequest) Reset() {
+	*x = PutPrivacyRequest{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPrivacyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPrivacyRequest) ProtoMessage() {}
+
+func (x *PutPrivacyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPrivacyRequest.ProtoReflect.Descriptor instead.
+func (*PutPrivacyRequest) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *PutPrivacyRequest) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *PutPrivacyRequest) GetRequest() *PrivacyRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// ClosePrivacyRequest marks a request done; a done request keeps its first
+// done time.
+type ClosePrivacyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	RequestId     []byte                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	DoneUnixMs    int64                  `protobuf:"varint,3,opt,name=done_unix_ms,json=doneUnixMs,proto3" json:"done_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClosePrivacyRequest) Reset() {
+	*x = ClosePrivacyRequest{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClosePrivacyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClosePrivacyRequest) ProtoMessage() {}
+
+func (x *ClosePrivacyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClosePrivacyRequest.ProtoReflect.Descriptor instead.
+func (*ClosePrivacyRequest) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ClosePrivacyRequest) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *ClosePrivacyRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *ClosePrivacyRequest) GetDoneUnixMs() int64 {
+	if x != nil {
+		return x.DoneUnixMs
+	}
+	return 0
+}
+
 var File_actors_actorspb_records_proto protoreflect.FileDescriptor
 
 const file_actors_actorspb_records_proto_rawDesc = "" +
@@ -4777,7 +5117,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x1a\n" +
 	"\binternal\x18\x06 \x01(\bR\binternal\"\"\n" +
 	"\x0eClientIDRecord\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xec\x12\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x8c\x15\n" +
 	"\aCommand\x127\n" +
 	"\x04post\x18\x01 \x01(\v2!.chatpacket.actors.v1.PostMessageH\x00R\x04post\x12B\n" +
 	"\x06assign\x18\x02 \x01(\v2(.chatpacket.actors.v1.AssignConversationH\x00R\x06assign\x12?\n" +
@@ -4814,7 +5154,10 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"deleteTeam\x12_\n" +
 	"\x15set_conversation_team\x18  \x01(\v2).chatpacket.actors.v1.SetConversationTeamH\x00R\x13setConversationTeam\x12J\n" +
 	"\x0eset_agent_role\x18! \x01(\v2\".chatpacket.actors.v1.SetAgentRoleH\x00R\fsetAgentRole\x12F\n" +
-	"\fappend_audit\x18\" \x01(\v2!.chatpacket.actors.v1.AppendAuditH\x00R\vappendAuditB\x04\n" +
+	"\fappend_audit\x18\" \x01(\v2!.chatpacket.actors.v1.AppendAuditH\x00R\vappendAudit\x12b\n" +
+	"\x16set_visitor_restricted\x18( \x01(\v2*.chatpacket.actors.v1.SetVisitorRestrictedH\x00R\x14setVisitorRestricted\x12Y\n" +
+	"\x13put_privacy_request\x18) \x01(\v2'.chatpacket.actors.v1.PutPrivacyRequestH\x00R\x11putPrivacyRequest\x12_\n" +
+	"\x15close_privacy_request\x18* \x01(\v2).chatpacket.actors.v1.ClosePrivacyRequestH\x00R\x13closePrivacyRequestB\x04\n" +
 	"\x02op\"\x8e\x02\n" +
 	"\vPostMessage\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
@@ -4875,7 +5218,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x04name\x18\x06 \x01(\tR\x04name\x12&\n" +
 	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\x12\x14\n" +
 	"\x05email\x18\b \x01(\tR\x05email\x12.\n" +
-	"\x04role\x18\t \x01(\x0e2\x1a.chatpacket.actors.v1.RoleR\x04role\"\x8e\x02\n" +
+	"\x04role\x18\t \x01(\x0e2\x1a.chatpacket.actors.v1.RoleR\x04role\"\xae\x02\n" +
 	"\rVisitorRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12&\n" +
@@ -4883,7 +5226,10 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x04tech\x18\x04 \x01(\v2!.chatpacket.actors.v1.VisitorTechR\x04tech\x12)\n" +
 	"\x11last_seen_unix_ms\x18\x05 \x01(\x03R\x0elastSeenUnixMs\x12!\n" +
 	"\fcontact_name\x18\x06 \x01(\tR\vcontactName\x12#\n" +
-	"\rcontact_email\x18\a \x01(\tR\fcontactEmail\"\x82\x01\n" +
+	"\rcontact_email\x18\a \x01(\tR\fcontactEmail\x12\x1e\n" +
+	"\n" +
+	"restricted\x18( \x01(\bR\n" +
+	"restricted\"\x82\x01\n" +
 	"\vVisitorTech\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x1d\n" +
 	"\n" +
@@ -5086,7 +5432,34 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\vAppendAudit\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\fR\aeventId\x126\n" +
-	"\x05event\x18\x03 \x01(\v2 .chatpacket.actors.v1.AuditEventR\x05event*q\n" +
+	"\x05event\x18\x03 \x01(\v2 .chatpacket.actors.v1.AuditEventR\x05event\"r\n" +
+	"\x14SetVisitorRestricted\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1d\n" +
+	"\n" +
+	"visitor_id\x18\x02 \x01(\fR\tvisitorId\x12\x1e\n" +
+	"\n" +
+	"restricted\x18\x03 \x01(\bR\n" +
+	"restricted\"\xf8\x01\n" +
+	"\x0ePrivacyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1d\n" +
+	"\n" +
+	"visitor_id\x18\x03 \x01(\fR\tvisitorId\x12!\n" +
+	"\frequested_by\x18\x04 \x01(\fR\vrequestedBy\x12*\n" +
+	"\x11requested_unix_ms\x18\x05 \x01(\x03R\x0frequestedUnixMs\x12\x1e\n" +
+	"\vdue_unix_ms\x18\x06 \x01(\x03R\tdueUnixMs\x12 \n" +
+	"\fdone_unix_ms\x18\a \x01(\x03R\n" +
+	"doneUnixMs\x12\x12\n" +
+	"\x04note\x18\b \x01(\tR\x04note\"p\n" +
+	"\x11PutPrivacyRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12>\n" +
+	"\arequest\x18\x02 \x01(\v2$.chatpacket.actors.v1.PrivacyRequestR\arequest\"s\n" +
+	"\x13ClosePrivacyRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\fR\trequestId\x12 \n" +
+	"\fdone_unix_ms\x18\x03 \x01(\x03R\n" +
+	"doneUnixMs*q\n" +
 	"\n" +
 	"AuthorKind\x12\x1b\n" +
 	"\x17AUTHOR_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -5141,7 +5514,7 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),                // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),        // 1: chatpacket.actors.v1.ConversationStatus
@@ -5207,13 +5580,17 @@ var file_actors_actorspb_records_proto_goTypes = []any{
 	(*SetAgentRole)(nil),           // 61: chatpacket.actors.v1.SetAgentRole
 	(*AuditEvent)(nil),             // 62: chatpacket.actors.v1.AuditEvent
 	(*AppendAudit)(nil),            // 63: chatpacket.actors.v1.AppendAudit
-	nil,                            // 64: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
-	nil,                            // 65: chatpacket.actors.v1.AuditEvent.DetailEntry
+	(*SetVisitorRestricted)(nil),   // 64: chatpacket.actors.v1.SetVisitorRestricted
+	(*PrivacyRequest)(nil),         // 65: chatpacket.actors.v1.PrivacyRequest
+	(*PutPrivacyRequest)(nil),      // 66: chatpacket.actors.v1.PutPrivacyRequest
+	(*ClosePrivacyRequest)(nil),    // 67: chatpacket.actors.v1.ClosePrivacyRequest
+	nil,                            // 68: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	nil,                            // 69: chatpacket.actors.v1.AuditEvent.DetailEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	64, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	68, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 	6,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
 	11, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
 	12, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
@@ -5246,41 +5623,45 @@ var file_actors_actorspb_records_proto_depIdxs = []int32{
 	60, // 32: chatpacket.actors.v1.Command.set_conversation_team:type_name -> chatpacket.actors.v1.SetConversationTeam
 	61, // 33: chatpacket.actors.v1.Command.set_agent_role:type_name -> chatpacket.actors.v1.SetAgentRole
 	63, // 34: chatpacket.actors.v1.Command.append_audit:type_name -> chatpacket.actors.v1.AppendAudit
-	6,  // 35: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
-	1,  // 36: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	2,  // 37: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
-	4,  // 38: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
-	2,  // 39: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
-	21, // 40: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	3,  // 41: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
-	18, // 42: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	18, // 43: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
-	23, // 44: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
-	16, // 45: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	17, // 46: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	19, // 47: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	20, // 48: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	21, // 49: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	22, // 50: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	34, // 51: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
-	30, // 52: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
-	7,  // 53: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	38, // 54: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
-	5,  // 55: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
-	44, // 56: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
-	5,  // 57: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
-	46, // 58: chatpacket.actors.v1.AddAgentSession.session:type_name -> chatpacket.actors.v1.AgentSession
-	47, // 59: chatpacket.actors.v1.AddAgentSession.event:type_name -> chatpacket.actors.v1.LoginEvent
-	4,  // 60: chatpacket.actors.v1.ConsumeToken.kind:type_name -> chatpacket.actors.v1.TokenKind
-	57, // 61: chatpacket.actors.v1.PutTeam.team:type_name -> chatpacket.actors.v1.TeamRecord
-	2,  // 62: chatpacket.actors.v1.SetAgentRole.role:type_name -> chatpacket.actors.v1.Role
-	65, // 63: chatpacket.actors.v1.AuditEvent.detail:type_name -> chatpacket.actors.v1.AuditEvent.DetailEntry
-	62, // 64: chatpacket.actors.v1.AppendAudit.event:type_name -> chatpacket.actors.v1.AuditEvent
-	65, // [65:65] is the sub-list for method output_type
-	65, // [65:65] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	64, // 35: chatpacket.actors.v1.Command.set_visitor_restricted:type_name -> chatpacket.actors.v1.SetVisitorRestricted
+	66, // 36: chatpacket.actors.v1.Command.put_privacy_request:type_name -> chatpacket.actors.v1.PutPrivacyRequest
+	67, // 37: chatpacket.actors.v1.Command.close_privacy_request:type_name -> chatpacket.actors.v1.ClosePrivacyRequest
+	6,  // 38: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	1,  // 39: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
+	2,  // 40: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
+	4,  // 41: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
+	2,  // 42: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
+	21, // 43: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	3,  // 44: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
+	18, // 45: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	18, // 46: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	23, // 47: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
+	16, // 48: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	17, // 49: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	19, // 50: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	20, // 51: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	21, // 52: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	22, // 53: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	34, // 54: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
+	30, // 55: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
+	7,  // 56: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	38, // 57: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
+	5,  // 58: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
+	44, // 59: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
+	5,  // 60: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
+	46, // 61: chatpacket.actors.v1.AddAgentSession.session:type_name -> chatpacket.actors.v1.AgentSession
+	47, // 62: chatpacket.actors.v1.AddAgentSession.event:type_name -> chatpacket.actors.v1.LoginEvent
+	4,  // 63: chatpacket.actors.v1.ConsumeToken.kind:type_name -> chatpacket.actors.v1.TokenKind
+	57, // 64: chatpacket.actors.v1.PutTeam.team:type_name -> chatpacket.actors.v1.TeamRecord
+	2,  // 65: chatpacket.actors.v1.SetAgentRole.role:type_name -> chatpacket.actors.v1.Role
+	69, // 66: chatpacket.actors.v1.AuditEvent.detail:type_name -> chatpacket.actors.v1.AuditEvent.DetailEntry
+	62, // 67: chatpacket.actors.v1.AppendAudit.event:type_name -> chatpacket.actors.v1.AuditEvent
+	65, // 68: chatpacket.actors.v1.PutPrivacyRequest.request:type_name -> chatpacket.actors.v1.PrivacyRequest
+	69, // [69:69] is the sub-list for method output_type
+	69, // [69:69] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -5320,6 +5701,9 @@ func file_actors_actorspb_records_proto_init() {
 		(*Command_SetConversationTeam)(nil),
 		(*Command_SetAgentRole)(nil),
 		(*Command_AppendAudit)(nil),
+		(*Command_SetVisitorRestricted)(nil),
+		(*Command_PutPrivacyRequest)(nil),
+		(*Command_ClosePrivacyRequest)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5327,7 +5711,7 @@ func file_actors_actorspb_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   60,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -50,6 +50,7 @@ const (
 	TableLoginEvent                                          // (accounts) LoginEvent by tenant id, agent id, time
 	TableTeam                                                // (teams) TeamRecord by tenant id, team id
 	TableAudit                                               // (audit) AuditEvent by tenant id, time
+	TablePrivacyRequest                                      // (privacy) PrivacyRequest by tenant id, request id
 )
 
 // Limits on what a command may carry.
@@ -265,6 +266,12 @@ func routeOf(cmd *actorspb.Command) ([]byte, error) {
 		raw, field = op.SetAgentRole.TenantId, "tenant_id"
 	case *actorspb.Command_AppendAudit:
 		raw, field = op.AppendAudit.TenantId, "tenant_id"
+	case *actorspb.Command_SetVisitorRestricted:
+		raw, field = op.SetVisitorRestricted.VisitorId, "visitor_id"
+	case *actorspb.Command_PutPrivacyRequest:
+		raw, field = op.PutPrivacyRequest.TenantId, "tenant_id"
+	case *actorspb.Command_ClosePrivacyRequest:
+		raw, field = op.ClosePrivacyRequest.TenantId, "tenant_id"
 	default:
 		return nil, fmt.Errorf("%w: no operation", ErrInvalid)
 	}

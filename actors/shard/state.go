@@ -113,6 +113,12 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 		res, err = s.setAgentRole(ctx, ch, op.SetAgentRole)
 	case *actorspb.Command_AppendAudit:
 		res, err = s.appendAudit(ctx, ch, op.AppendAudit)
+	case *actorspb.Command_SetVisitorRestricted:
+		res, err = s.setVisitorRestricted(ctx, ch, op.SetVisitorRestricted)
+	case *actorspb.Command_PutPrivacyRequest:
+		res, err = s.putPrivacyRequest(ctx, ch, op.PutPrivacyRequest)
+	case *actorspb.Command_ClosePrivacyRequest:
+		res, err = s.closePrivacyRequest(ctx, ch, op.ClosePrivacyRequest)
 	default:
 		err = fmt.Errorf("%w: no operation", ErrInvalid)
 	}
