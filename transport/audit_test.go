@@ -3,6 +3,7 @@ package transport
 import (
 	"net/http"
 	"testing"
+	"time"
 )
 
 // TestAuditLog: the handlers record who did what from where, the owner
@@ -38,7 +39,7 @@ func TestAuditLog(t *testing.T) {
 	if len(events) != len(want) {
 		t.Fatalf("audit = %v; want %d events", events, len(want))
 	}
-	last := ""
+	var last time.Time
 	for i, w := range want {
 		e := events[i].(map[string]any)
 		if e["action"] != w.action || e["actor_id"] != w.actor || e["ip"] != "127.0.0.1" || e["at"] == "" {
@@ -50,10 +51,16 @@ func TestAuditLog(t *testing.T) {
 				t.Errorf("event %d (%s) detail %s = %v; want %q", i, w.action, k, d[k], v)
 			}
 		}
-		if at := e["at"].(string); last != "" && at > last {
+		// As times, not strings: RFC 3339 drops trailing zeros (.73Z is
+		// before .731Z).
+		at, err := time.Parse(time.RFC3339Nano, e["at"].(string))
+		if err != nil {
+			t.Fatalf("event %d at %q: %v", i, e["at"], err)
+		}
+		if !last.IsZero() && at.After(last) {
 			t.Errorf("event %d at %s after event %d at %s; want newest first", i, at, i-1, last)
 		}
-		last = e["at"].(string)
+		last = at
 	}
 
 	if _, out := owner.call("GET", "/api/v1/audit?limit=2", nil); len(out["events"].([]any)) != 2 || out["events"].([]any)[0].(map[string]any)["action"] != AuditTeamChanged {

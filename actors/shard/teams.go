@@ -261,22 +261,7 @@ func (s *state) appendAudit(ctx context.Context, ch *change, a *actorspb.AppendA
 
 // Teams returns the teams of tenant, in id order, at most MaxTeams.
 func (m *Machine) Teams(ctx context.Context, tenant storage.ID) ([]*actorspb.TeamRecord, error) {
-	prefix := storage.Key(shardOf(m.db, tenant), TableTeam, tenant[:])
-	var out []*actorspb.TeamRecord
-	err := m.scan(ctx, prefix, storage.PrefixEnd(prefix), MaxTeams, func(_ []byte, open func(proto.Message) error) error {
-		var t actorspb.TeamRecord
-		switch err := open(&t); {
-		case err == nil:
-			out = append(out, &t)
-		case !errors.Is(err, storage.ErrErased):
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return collect[actorspb.TeamRecord](ctx, m, storage.Key(shardOf(m.db, tenant), TableTeam, tenant[:]), MaxTeams, true)
 }
 
 // Team returns a team of tenant.
@@ -293,20 +278,5 @@ func (m *Machine) Audit(ctx context.Context, tenant storage.ID, limit int) ([]*a
 	if limit <= 0 || limit > maxAuditEventList {
 		limit = maxAuditEventList
 	}
-	prefix := storage.Key(shardOf(m.db, tenant), TableAudit, tenant[:])
-	var out []*actorspb.AuditEvent
-	err := m.scan(ctx, prefix, storage.PrefixEnd(prefix), limit, func(_ []byte, open func(proto.Message) error) error {
-		var e actorspb.AuditEvent
-		switch err := open(&e); {
-		case err == nil:
-			out = append(out, &e)
-		case !errors.Is(err, storage.ErrErased):
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return collect[actorspb.AuditEvent](ctx, m, storage.Key(shardOf(m.db, tenant), TableAudit, tenant[:]), limit, true)
 }

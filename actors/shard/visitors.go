@@ -135,7 +135,7 @@ func (m *Machine) PageViews(ctx context.Context, tenant, visitor storage.ID, lim
 	if _, err := m.Visitor(ctx, tenant, visitor); err != nil {
 		return nil, err
 	}
-	all, err := collect[actorspb.PageViewRecord](ctx, m, storage.Key(shardOf(m.db, visitor), TablePageView, visitor[:]))
+	all, err := collect[actorspb.PageViewRecord](ctx, m, storage.Key(shardOf(m.db, visitor), TablePageView, visitor[:]), maxCollect, false)
 	if err != nil && !errors.Is(err, storage.ErrErased) {
 		return nil, err
 	}
@@ -186,7 +186,7 @@ func (m *Machine) VisitorConversations(ctx context.Context, tenant, visitor stor
 	if _, err := m.Visitor(ctx, tenant, visitor); err != nil {
 		return nil, err
 	}
-	all, err := collect[actorspb.VisitorConversation](ctx, m, storage.Key(shardOf(m.db, visitor), TableVisitorConversation, visitor[:]))
+	all, err := collect[actorspb.VisitorConversation](ctx, m, storage.Key(shardOf(m.db, visitor), TableVisitorConversation, visitor[:]), maxCollect, false)
 	if err != nil {
 		return nil, err
 	}
@@ -200,18 +200,22 @@ func (m *Machine) VisitorConversations(ctx context.Context, tenant, visitor stor
 // maxCollect bounds how many records collect reads.
 const maxCollect = 10_000
 
-// collect opens the records under prefix, in key order, at most maxCollect.
+// collect opens the records under prefix, in key order, at most limit;
+// skipErased passes over records whose key was shredded, where a list
+// outlives some of its entries (teams, audit events).
 func collect[T any, P interface {
 	*T
 	proto.Message
-}](ctx context.Context, m *Machine, prefix []byte) ([]P, error) {
+}](ctx context.Context, m *Machine, prefix []byte, limit int, skipErased bool) ([]P, error) {
 	var all []P
-	err := m.scan(ctx, prefix, storage.PrefixEnd(prefix), maxCollect, func(_ []byte, open func(proto.Message) error) error {
+	err := m.scan(ctx, prefix, storage.PrefixEnd(prefix), limit, func(_ []byte, open func(proto.Message) error) error {
 		rec := P(new(T))
-		if err := open(rec); err != nil {
+		switch err := open(rec); {
+		case err == nil:
+			all = append(all, rec)
+		case !skipErased || !errors.Is(err, storage.ErrErased):
 			return err
 		}
-		all = append(all, rec)
 		return nil
 	})
 	return all, err
