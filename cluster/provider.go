@@ -227,8 +227,15 @@ func (p *provider) publishLoop() {
 
 func (p *provider) publish() {
 	p.mu.Lock()
-	ml, c := p.mu.ml, p.mu.c
+	ml, c, done := p.mu.ml, p.mu.c, p.mu.done
 	p.mu.Unlock()
+	if done {
+		// Leaving: the member list memberlist shows now lacks this node,
+		// and handing it over would have protoactor block this node's own
+		// id, writing its block list while its gossip reads it (a race
+		// inside protoactor, seen by the race detector).
+		return
+	}
 	var members pacluster.Members
 	var peers []Peer
 	shunned := map[string]*memberlist.Node{}
