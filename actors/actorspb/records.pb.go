@@ -697,6 +697,7 @@ type Command struct {
 	//	*Command_SetVisitorRestricted
 	//	*Command_PutPrivacyRequest
 	//	*Command_ClosePrivacyRequest
+	//	*Command_ShredKeys
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1045,6 +1046,15 @@ func (x *Command) GetClosePrivacyRequest() *ClosePrivacyRequest {
 	return nil
 }
 
+func (x *Command) GetShredKeys() *ShredKeys {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ShredKeys); ok {
+			return x.ShredKeys
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -1187,6 +1197,10 @@ type Command_ClosePrivacyRequest struct {
 	ClosePrivacyRequest *ClosePrivacyRequest `protobuf:"bytes,42,opt,name=close_privacy_request,json=closePrivacyRequest,proto3,oneof"`
 }
 
+type Command_ShredKeys struct {
+	ShredKeys *ShredKeys `protobuf:"bytes,43,opt,name=shred_keys,json=shredKeys,proto3,oneof"`
+}
+
 func (*Command_Post) isCommand_Op() {}
 
 func (*Command_Assign) isCommand_Op() {}
@@ -1254,6 +1268,8 @@ func (*Command_SetVisitorRestricted) isCommand_Op() {}
 func (*Command_PutPrivacyRequest) isCommand_Op() {}
 
 func (*Command_ClosePrivacyRequest) isCommand_Op() {}
+
+func (*Command_ShredKeys) isCommand_Op() {}
 
 // PostMessage appends a message. A conversation that does not exist yet is
 // created, open, for visitor_id. A client_id seen before in the conversation
@@ -5085,6 +5101,71 @@ func (x *ClosePrivacyRequest) GetDoneUnixMs() int64 {
 	return 0
 }
 
+// ShredKeys destroys keys (storage.KeyID, 16 bytes each) on every replica
+// of the shard that route (a 16-byte id: the visitor's, the tenant's)
+// belongs to, and enters them in each replica's shred ledger; the nodes'
+// ledger exchange carries them to every other node. Shredding a shredded
+// key changes nothing, so a retry is safe.
+type ShredKeys struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Route         []byte                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
+	KeyIds        [][]byte               `protobuf:"bytes,2,rep,name=key_ids,json=keyIds,proto3" json:"key_ids,omitempty"`
+	UnixMs        int64                  `protobuf:"varint,3,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShredKeys) Reset() {
+	*x = ShredKeys{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShredKeys) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShredKeys) ProtoMessage() {}
+
+func (x *ShredKeys) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShredKeys.ProtoReflect.Descriptor instead.
+func (*ShredKeys) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ShredKeys) GetRoute() []byte {
+	if x != nil {
+		return x.Route
+	}
+	return nil
+}
+
+func (x *ShredKeys) GetKeyIds() [][]byte {
+	if x != nil {
+		return x.KeyIds
+	}
+	return nil
+}
+
+func (x *ShredKeys) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
 var File_actors_actorspb_records_proto protoreflect.FileDescriptor
 
 const file_actors_actorspb_records_proto_rawDesc = "" +
@@ -5117,7 +5198,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x1a\n" +
 	"\binternal\x18\x06 \x01(\bR\binternal\"\"\n" +
 	"\x0eClientIDRecord\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x8c\x15\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xce\x15\n" +
 	"\aCommand\x127\n" +
 	"\x04post\x18\x01 \x01(\v2!.chatpacket.actors.v1.PostMessageH\x00R\x04post\x12B\n" +
 	"\x06assign\x18\x02 \x01(\v2(.chatpacket.actors.v1.AssignConversationH\x00R\x06assign\x12?\n" +
@@ -5157,7 +5238,9 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\fappend_audit\x18\" \x01(\v2!.chatpacket.actors.v1.AppendAuditH\x00R\vappendAudit\x12b\n" +
 	"\x16set_visitor_restricted\x18( \x01(\v2*.chatpacket.actors.v1.SetVisitorRestrictedH\x00R\x14setVisitorRestricted\x12Y\n" +
 	"\x13put_privacy_request\x18) \x01(\v2'.chatpacket.actors.v1.PutPrivacyRequestH\x00R\x11putPrivacyRequest\x12_\n" +
-	"\x15close_privacy_request\x18* \x01(\v2).chatpacket.actors.v1.ClosePrivacyRequestH\x00R\x13closePrivacyRequestB\x04\n" +
+	"\x15close_privacy_request\x18* \x01(\v2).chatpacket.actors.v1.ClosePrivacyRequestH\x00R\x13closePrivacyRequest\x12@\n" +
+	"\n" +
+	"shred_keys\x18+ \x01(\v2\x1f.chatpacket.actors.v1.ShredKeysH\x00R\tshredKeysB\x04\n" +
 	"\x02op\"\x8e\x02\n" +
 	"\vPostMessage\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
@@ -5459,7 +5542,11 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x02 \x01(\fR\trequestId\x12 \n" +
 	"\fdone_unix_ms\x18\x03 \x01(\x03R\n" +
-	"doneUnixMs*q\n" +
+	"doneUnixMs\"S\n" +
+	"\tShredKeys\x12\x14\n" +
+	"\x05route\x18\x01 \x01(\fR\x05route\x12\x17\n" +
+	"\akey_ids\x18\x02 \x03(\fR\x06keyIds\x12\x17\n" +
+	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs*q\n" +
 	"\n" +
 	"AuthorKind\x12\x1b\n" +
 	"\x17AUTHOR_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -5514,7 +5601,7 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),                // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),        // 1: chatpacket.actors.v1.ConversationStatus
@@ -5584,13 +5671,14 @@ var file_actors_actorspb_records_proto_goTypes = []any{
 	(*PrivacyRequest)(nil),         // 65: chatpacket.actors.v1.PrivacyRequest
 	(*PutPrivacyRequest)(nil),      // 66: chatpacket.actors.v1.PutPrivacyRequest
 	(*ClosePrivacyRequest)(nil),    // 67: chatpacket.actors.v1.ClosePrivacyRequest
-	nil,                            // 68: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
-	nil,                            // 69: chatpacket.actors.v1.AuditEvent.DetailEntry
+	(*ShredKeys)(nil),              // 68: chatpacket.actors.v1.ShredKeys
+	nil,                            // 69: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	nil,                            // 70: chatpacket.actors.v1.AuditEvent.DetailEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	68, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	69, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 	6,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
 	11, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
 	12, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
@@ -5626,42 +5714,43 @@ var file_actors_actorspb_records_proto_depIdxs = []int32{
 	64, // 35: chatpacket.actors.v1.Command.set_visitor_restricted:type_name -> chatpacket.actors.v1.SetVisitorRestricted
 	66, // 36: chatpacket.actors.v1.Command.put_privacy_request:type_name -> chatpacket.actors.v1.PutPrivacyRequest
 	67, // 37: chatpacket.actors.v1.Command.close_privacy_request:type_name -> chatpacket.actors.v1.ClosePrivacyRequest
-	6,  // 38: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
-	1,  // 39: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	2,  // 40: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
-	4,  // 41: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
-	2,  // 42: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
-	21, // 43: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	3,  // 44: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
-	18, // 45: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	18, // 46: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
-	23, // 47: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
-	16, // 48: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	17, // 49: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	19, // 50: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	20, // 51: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	21, // 52: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	22, // 53: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	34, // 54: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
-	30, // 55: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
-	7,  // 56: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	38, // 57: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
-	5,  // 58: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
-	44, // 59: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
-	5,  // 60: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
-	46, // 61: chatpacket.actors.v1.AddAgentSession.session:type_name -> chatpacket.actors.v1.AgentSession
-	47, // 62: chatpacket.actors.v1.AddAgentSession.event:type_name -> chatpacket.actors.v1.LoginEvent
-	4,  // 63: chatpacket.actors.v1.ConsumeToken.kind:type_name -> chatpacket.actors.v1.TokenKind
-	57, // 64: chatpacket.actors.v1.PutTeam.team:type_name -> chatpacket.actors.v1.TeamRecord
-	2,  // 65: chatpacket.actors.v1.SetAgentRole.role:type_name -> chatpacket.actors.v1.Role
-	69, // 66: chatpacket.actors.v1.AuditEvent.detail:type_name -> chatpacket.actors.v1.AuditEvent.DetailEntry
-	62, // 67: chatpacket.actors.v1.AppendAudit.event:type_name -> chatpacket.actors.v1.AuditEvent
-	65, // 68: chatpacket.actors.v1.PutPrivacyRequest.request:type_name -> chatpacket.actors.v1.PrivacyRequest
-	69, // [69:69] is the sub-list for method output_type
-	69, // [69:69] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	68, // 38: chatpacket.actors.v1.Command.shred_keys:type_name -> chatpacket.actors.v1.ShredKeys
+	6,  // 39: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	1,  // 40: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
+	2,  // 41: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
+	4,  // 42: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
+	2,  // 43: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
+	21, // 44: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	3,  // 45: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
+	18, // 46: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	18, // 47: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	23, // 48: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
+	16, // 49: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	17, // 50: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	19, // 51: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	20, // 52: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	21, // 53: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	22, // 54: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	34, // 55: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
+	30, // 56: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
+	7,  // 57: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	38, // 58: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
+	5,  // 59: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
+	44, // 60: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
+	5,  // 61: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
+	46, // 62: chatpacket.actors.v1.AddAgentSession.session:type_name -> chatpacket.actors.v1.AgentSession
+	47, // 63: chatpacket.actors.v1.AddAgentSession.event:type_name -> chatpacket.actors.v1.LoginEvent
+	4,  // 64: chatpacket.actors.v1.ConsumeToken.kind:type_name -> chatpacket.actors.v1.TokenKind
+	57, // 65: chatpacket.actors.v1.PutTeam.team:type_name -> chatpacket.actors.v1.TeamRecord
+	2,  // 66: chatpacket.actors.v1.SetAgentRole.role:type_name -> chatpacket.actors.v1.Role
+	70, // 67: chatpacket.actors.v1.AuditEvent.detail:type_name -> chatpacket.actors.v1.AuditEvent.DetailEntry
+	62, // 68: chatpacket.actors.v1.AppendAudit.event:type_name -> chatpacket.actors.v1.AuditEvent
+	65, // 69: chatpacket.actors.v1.PutPrivacyRequest.request:type_name -> chatpacket.actors.v1.PrivacyRequest
+	70, // [70:70] is the sub-list for method output_type
+	70, // [70:70] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -5704,6 +5793,7 @@ func file_actors_actorspb_records_proto_init() {
 		(*Command_SetVisitorRestricted)(nil),
 		(*Command_PutPrivacyRequest)(nil),
 		(*Command_ClosePrivacyRequest)(nil),
+		(*Command_ShredKeys)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5711,7 +5801,7 @@ func file_actors_actorspb_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   64,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -272,6 +272,8 @@ func routeOf(cmd *actorspb.Command) ([]byte, error) {
 		raw, field = op.PutPrivacyRequest.TenantId, "tenant_id"
 	case *actorspb.Command_ClosePrivacyRequest:
 		raw, field = op.ClosePrivacyRequest.TenantId, "tenant_id"
+	case *actorspb.Command_ShredKeys:
+		raw, field = op.ShredKeys.Route, "route"
 	default:
 		return nil, fmt.Errorf("%w: no operation", ErrInvalid)
 	}

@@ -119,6 +119,8 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 		res, err = s.putPrivacyRequest(ctx, ch, op.PutPrivacyRequest)
 	case *actorspb.Command_ClosePrivacyRequest:
 		res, err = s.closePrivacyRequest(ctx, ch, op.ClosePrivacyRequest)
+	case *actorspb.Command_ShredKeys:
+		res, err = s.shredKeys(ctx, op.ShredKeys)
 	default:
 		err = fmt.Errorf("%w: no operation", ErrInvalid)
 	}

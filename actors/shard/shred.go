@@ -1,0 +1,67 @@
+package shard
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/chatpacket/chatpacket/actors/actorspb"
+	"github.com/chatpacket/chatpacket/storage"
+)
+
+// Erasure. Shredding a key is a command like any other, so that it is
+// acknowledged only once a majority of the shard's replicas applied it:
+// each replica destroys the keys in its own store and enters them in its
+// shred ledger. Nodes that hold no replica of the shard (and former
+// replicas, whose copies stay on disk) learn the ids from the ledger
+// exchange between nodes (cluster/ledger.go), which every node runs.
+
+// maxShredKeys bounds the keys one command may shred.
+const maxShredKeys = 1024
+
+func (s *state) shredKeys(ctx context.Context, c *actorspb.ShredKeys) (*actorspb.Result, error) {
+	if len(c.KeyIds) == 0 || len(c.KeyIds) > maxShredKeys {
+		return nil, fmt.Errorf("%w: %d key ids; want 1 to %d", ErrInvalid, len(c.KeyIds), maxShredKeys)
+	}
+	if c.UnixMs <= 0 {
+		return nil, fmt.Errorf("%w: a shred needs its time", ErrInvalid)
+	}
+	at := time.UnixMilli(c.UnixMs).UTC()
+	entries := make([]storage.ShredRecord, 0, len(c.KeyIds))
+	for i, raw := range c.KeyIds {
+		var id storage.KeyID
+		if len(raw) != len(id) {
+			return nil, fmt.Errorf("%w: key_ids[%d] has %d bytes; want %d", ErrInvalid, i, len(raw), len(id))
+		}
+		copy(id[:], raw)
+		switch id.Kind() {
+		case storage.KindTenant, storage.KindSubject, storage.KindMonth:
+		default:
+			return nil, fmt.Errorf("%w: key_ids[%d] is a %s key; only tenant, subject and month keys are shredded", ErrInvalid, i, id.Kind())
+		}
+		entries = append(entries, storage.ShredRecord{KeyID: id, At: at})
+	}
+	// The shred is its own synced write, outside the batch: it must not
+	// wait for the batch, and repeating it (a replay after a crash) does
+	// nothing. Records of this batch sealed under these keys before it
+	// become unreadable with them, which is the point.
+	if _, err := s.db.ApplyLedger(ctx, entries); err != nil {
+		return nil, err
+	}
+	return &actorspb.Result{}, nil
+}
+
+// Shred destroys keys on every replica of route's shard (route is the id
+// of what they belong to: the visitor for its subject key, the tenant for
+// its tenant and month keys) and returns once a majority applied it. Every
+// other node learns it through the ledger exchange.
+func (m *Machine) Shred(ctx context.Context, route storage.ID, at time.Time, keys ...storage.KeyID) error {
+	ids := make([][]byte, len(keys))
+	for i, k := range keys {
+		ids[i] = k[:]
+	}
+	_, err := m.Apply(ctx, &actorspb.Command{Op: &actorspb.Command_ShredKeys{ShredKeys: &actorspb.ShredKeys{
+		Route: route[:], KeyIds: ids, UnixMs: at.UnixMilli(),
+	}}})
+	return err
+}
