@@ -70,6 +70,16 @@ type Config struct {
 	// Raft is the raft groups' timing: the presets choose it.
 	Raft replica.Timing
 
+	// LedgerSync is how often a node compares its shred ledger with every
+	// peer's and pulls what it lacks (see ledger.go): it bounds how long an
+	// erasure takes to reach the nodes that hold no replica of its shard.
+	LedgerSync time.Duration
+
+	// ScrubDelay is how long a node waits after its shred ledger grew
+	// before it scrubs erased data out of its raft state, so that erasures
+	// arriving together cost one pass (a snapshot of every shard it holds).
+	ScrubDelay time.Duration
+
 	// Identity is what this node tells the others in its gossip metadata:
 	// its node id, raft address and shard count (see Peer). Empty for a
 	// node that hosts no shards (tests of gossip alone).
@@ -95,6 +105,7 @@ func LocalConfig() Config {
 		JoinRetry: 200 * time.Millisecond, RequestTimeout: 2 * time.Second,
 		Gossip: memberlist.DefaultLocalConfig(), Logger: slog.Default(),
 		Replicas: 3, Raft: replica.LocalTiming(),
+		LedgerSync: 500 * time.Millisecond, ScrubDelay: 500 * time.Millisecond,
 	}
 }
 
@@ -107,6 +118,7 @@ func LANConfig() Config {
 	c.RequestTimeout = 4 * time.Second
 	c.Gossip = memberlist.DefaultLANConfig()
 	c.Raft = replica.LANTiming()
+	c.LedgerSync, c.ScrubDelay = 2*time.Second, 5*time.Second
 	return c
 }
 
@@ -127,6 +139,8 @@ func (c *Config) Validate() error {
 		return errors.New("cluster: Config.Name is empty")
 	case c.JoinRetry <= 0:
 		return errors.New("cluster: Config.JoinRetry must be positive")
+	case c.LedgerSync <= 0 || c.ScrubDelay <= 0:
+		return errors.New("cluster: Config.LedgerSync and Config.ScrubDelay must be positive")
 	case c.RequestTimeout <= 0:
 		return errors.New("cluster: Config.RequestTimeout must be positive")
 	case c.Gossip == nil:

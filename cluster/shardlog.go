@@ -12,6 +12,7 @@ import (
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/cluster/clusterpb"
 	"github.com/chatpacket/chatpacket/cluster/replica"
+	"github.com/chatpacket/chatpacket/storage"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -28,6 +29,7 @@ type ShardLog struct {
 	node    *Node
 	groups  *replica.Groups
 	machine *shard.Machine // applied indexes, and reads for other nodes
+	db      *storage.DB    // the shred ledger, for other nodes
 	pid     *actor.PID
 }
 
@@ -35,8 +37,8 @@ var _ shard.Log = (*ShardLog)(nil)
 
 // NewShardLog starts the node's forwarding actor over groups, whose state
 // machines are m's.
-func NewShardLog(n *Node, groups *replica.Groups, m *shard.Machine) (*ShardLog, error) {
-	l := &ShardLog{node: n, groups: groups, machine: m}
+func NewShardLog(n *Node, groups *replica.Groups, m *shard.Machine, db *storage.DB) (*ShardLog, error) {
+	l := &ShardLog{node: n, groups: groups, machine: m, db: db}
 	pid, err := n.System.Root.SpawnNamed(actor.PropsFromFunc(l.receive), forwarderName)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start the shard forwarder: %w", err)
@@ -57,6 +59,9 @@ const forwardTimeout = 10 * time.Second
 // goroutine and answers the sender directly: proposals wait for disk and
 // network, and the actor must not serialize them.
 func (l *ShardLog) receive(c actor.Context) {
+	if serveLedger(c, l.db) {
+		return
+	}
 	switch req := c.Message().(type) {
 	case *clusterpb.ReadIndexRequest:
 		// Answered at once: how far this leader has applied is every write
@@ -65,6 +70,10 @@ func (l *ShardLog) receive(c actor.Context) {
 		if !l.groups.IsLeader(shardID) {
 			leader, _ := l.groups.Leader(shardID)
 			c.Respond(&clusterpb.ReadIndexReply{NotLeader: true, LeaderId: leader})
+			return
+		}
+		if req.NodeId != "" && !slices.Contains(l.groups.Voters(shardID), req.NodeId) {
+			c.Respond(&clusterpb.ReadIndexReply{NotVoter: true})
 			return
 		}
 		c.Respond(&clusterpb.ReadIndexReply{Applied: l.machine.FSM(shardID).Applied()})
@@ -165,8 +174,13 @@ func (l *ShardLog) ReadIndex(ctx context.Context, shardID uint16) (uint64, error
 		}
 		if remote := l.remoteOf(l.leader(shardID)); remote != "" {
 			res, err := l.node.System.Root.RequestFuture(actor.NewPID(remote, forwarderName),
-				&clusterpb.ReadIndexRequest{Shard: uint32(shardID)}, readIndexTimeout).Result()
-			if r, ok := res.(*clusterpb.ReadIndexReply); err == nil && ok && !r.NotLeader {
+				&clusterpb.ReadIndexRequest{Shard: uint32(shardID), NodeId: l.node.p.cfg.Identity.NodeID}, readIndexTimeout).Result()
+			r, ok := res.(*clusterpb.ReadIndexReply)
+			switch {
+			case err != nil || !ok || r.NotLeader:
+			case r.NotVoter:
+				return 0, shard.ErrNoReplica // removed without hearing of it: read through the leader
+			default:
 				return r.Applied, nil
 			}
 		}

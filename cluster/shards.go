@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -26,9 +27,14 @@ type Shards struct {
 	Groups  *replica.Groups
 	mux     *raftmux.Mux
 	machine *shard.Machine
+	db      *storage.DB
 	shards  int
 	lookup  atomic.Pointer[leaderLookup] // the current member's
+	log     *slog.Logger
 	closed  sync.Once
+
+	stopScrub chan struct{} // ends scrubLoop
+	scrubbed  sync.WaitGroup
 }
 
 // membership is what a node runs over its shards while it is a member
@@ -57,7 +63,7 @@ func StartShards(ctx context.Context, cfg Config, db *storage.DB, m *shard.Machi
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft listener on %s: %w", cfg.RaftAddr, err)
 	}
-	s := &Shards{mux: mux, machine: m, shards: db.Shards()}
+	s := &Shards{mux: mux, machine: m, db: db, shards: db.Shards(), log: cfg.Logger, stopScrub: make(chan struct{})}
 	groups, err := replica.Start(ctx, replica.Config{
 		NodeID: id, DB: db, Mux: mux, Shards: db.Shards(), Replicas: cfg.Replicas,
 		FSM:    func(s uint16) (raft.FSM, error) { return m.FSM(s), nil },
@@ -73,6 +79,7 @@ func StartShards(ctx context.Context, cfg Config, db *storage.DB, m *shard.Machi
 		return nil, err
 	}
 	s.Groups = groups
+	s.scrubbed.Go(func() { s.scrubLoop(db, cfg.ScrubDelay, s.stopScrub) })
 	if len(cfg.Join) == 0 {
 		if err := groups.Bootstrap(); err != nil {
 			s.close()
@@ -118,7 +125,7 @@ func (s *Shards) join(ctx context.Context, cfg Config, opts []Option) (*Node, er
 				"the shard count is fixed when a cluster is made; start this node with an empty data dir to join it", s.shards, p.NodeID, p.Shards)
 		}
 	}
-	log, err := NewShardLog(n, s.Groups, s.machine)
+	log, err := NewShardLog(n, s.Groups, s.machine, s.db)
 	if err != nil {
 		n.Stop(false)
 		return nil, err
@@ -129,6 +136,7 @@ func (s *Shards) join(ctx context.Context, cfg Config, opts []Option) (*Node, er
 	n.shards, n.member = s, ms
 	go ms.followMembers(n)
 	ms.loops.Go(func() { ms.followLeaders(n) })
+	ms.loops.Go(func() { ms.exchangeLedgers(n, s.db, cfg.LedgerSync) })
 	if err := s.Groups.WaitLeaders(ctx); err != nil {
 		n.leave(false)
 		return nil, fmt.Errorf("cluster: waiting for every shard to have a leader: %w", err)
@@ -277,6 +285,8 @@ func (s *membership) close() {
 // grains and membership.
 func (s *Shards) close() {
 	s.closed.Do(func() {
+		close(s.stopScrub)
+		s.scrubbed.Wait()
 		s.Groups.Close()
 		s.mux.Close()
 	})

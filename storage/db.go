@@ -421,25 +421,11 @@ func (db *DB) Ledger(ctx context.Context) ([]ShredRecord, error) {
 	}
 	defer leave()
 	var out []ShredRecord
-	for shard := range db.shards {
-		err := db.pdbScanPrefix(ctx, TablePrefix(uint16(shard), TableLedger), func(key, val []byte) error {
-			var e storagepb.ShredEntry
-			if err := db.unseal(ctx, key, val, &e); err != nil {
-				return fmt.Errorf("storage: ledger entry: %w", err)
-			}
-			var id KeyID
-			if len(e.KeyId) != keyIDLen {
-				return fmt.Errorf("%w: ledger entry with a %d-byte key id", ErrCorrupt, len(e.KeyId))
-			}
-			copy(id[:], e.KeyId)
-			out = append(out, ShredRecord{KeyID: id, At: time.Unix(e.ShreddedUnix, 0).UTC()})
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	err = db.eachLedgerEntry(ctx, nil, -1, func(_ []byte, r ShredRecord) error {
+		out = append(out, r)
+		return nil
+	})
+	return out, err
 }
 
 // ApplyLedger shreds every key of entries that this store has not shredded
@@ -456,7 +442,14 @@ func (db *DB) ApplyLedger(ctx context.Context, entries []ShredRecord) (int, erro
 }
 
 func (db *DB) pdbScanPrefix(ctx context.Context, prefix []byte, fn func(key, val []byte) error) error {
-	it, err := db.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: PrefixEnd(prefix)})
+	return db.pdbScan(ctx, prefix, PrefixEnd(prefix), fn)
+}
+
+// errStopScan ends a pdbScan early without an error.
+var errStopScan = errors.New("storage: stop the scan")
+
+func (db *DB) pdbScan(ctx context.Context, lower, upper []byte, fn func(key, val []byte) error) error {
+	it, err := db.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
 	}

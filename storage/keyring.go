@@ -58,6 +58,7 @@ type keyring struct {
 	shards int
 	master cipher.AEAD
 	locks  keyLocks
+	ledger *ledgerState
 
 	mu struct {
 		sync.RWMutex
@@ -90,7 +91,7 @@ type dataKey struct {
 }
 
 func newKeyring(db *pebble.DB, opts *Options, shards int, master cipher.AEAD) *keyring {
-	k := &keyring{db: db, opts: opts, shards: shards, master: master}
+	k := &keyring{db: db, opts: opts, shards: shards, master: master, ledger: newLedgerState()}
 	k.locks.m = make(map[KeyID]*keyLock)
 	k.mu.entries = make(map[KeyID]*dataKey)
 	return k
@@ -586,7 +587,13 @@ func (k *keyring) shredLocked(ctx context.Context, ids []KeyID, at map[KeyID]tim
 	if len(shredded) == 0 {
 		return nil, nil
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	k.ledger.mu.Lock()
+	err := b.Commit(pebble.Sync)
+	if err == nil {
+		k.ledger.addedLocked(shredded)
+	}
+	k.ledger.mu.Unlock()
+	if err != nil {
 		return nil, fmt.Errorf("storage: commit shred: %w", err)
 	}
 	k.evict(shredded)

@@ -39,6 +39,7 @@ func (a *API) registerDashboard(s *http.ServeMux) {
 	s.HandleFunc("GET /app/settings", a.appPage("settings", "Settings"))
 	s.HandleFunc("GET /app/team", a.appPage("team", "Team"))
 	s.HandleFunc("GET /app/account", a.appPage("account", "Account"))
+	s.HandleFunc("GET /app/privacy", a.appPage("privacy", "Privacy"))
 	s.HandleFunc("GET "+staticPrefix+"{version}/{file}", serveDashboardStatic)
 }
 

@@ -60,13 +60,17 @@ func (a *API) registerRights(s *http.ServeMux) {
 	s.Handle("GET /api/v1/privacy/requests", a.handler(a.authenticated(a.listPrivacyRequests)))
 	s.Handle("POST /api/v1/privacy/requests", a.handler(a.authenticated(a.createPrivacyRequest)))
 	s.Handle("POST /api/v1/privacy/requests/{id}/done", a.handler(a.authenticated(a.closePrivacyRequest)))
+	s.Handle("DELETE /api/v1/visitors/{id}", a.handler(a.authenticated(a.deleteVisitor)))
+	s.Handle("POST /api/v1/visitors/{id}/under-16", a.handler(a.authenticated(a.visitorUnder16)))
+	s.Handle("POST /api/v1/visitors/{id}/consent/withdraw", a.handler(a.authenticated(a.withdrawVisitorConsent)))
+	s.Handle("POST /api/v1/widget/consent/withdraw", a.handler(a.visitorOnly(a.widgetWithdrawConsent)))
 }
 
 var (
 	errNoVisitor       = errorf(http.StatusNotFound, "not_found", "no such visitor")
 	errPrivacyManagers = errorf(http.StatusForbidden, "forbidden", "only owners and admins handle privacy requests")
 	errNoPrivacyReq    = errorf(http.StatusNotFound, "not_found", "no such request")
-	errInvalidKind     = errorf(http.StatusBadRequest, "invalid_kind", "kind is export, correction, restriction or deletion")
+	errInvalidKind     = errorf(http.StatusBadRequest, "invalid_kind", "kind is export, correction, restriction, deletion or consent_withdrawal")
 	errInvalidNote     = errorf(http.StatusBadRequest, "invalid_note", "a note of at most %d bytes", shard.MaxPrivacyNoteBytes)
 	errBadVisitorID    = errorf(http.StatusBadRequest, "invalid_visitor_id", "visitor_id is a visitor of your organization, or empty")
 )
@@ -97,10 +101,16 @@ func (a *API) managedVisitor(r *http.Request, p *principal) (storage.ID, *actors
 // answered, so the caller must know (the calls that record are safe to
 // retry).
 func (a *API) recordRequest(ctx context.Context, p *principal, kind string, visitor storage.ID, done bool, note string) (*actorspb.PrivacyRequest, error) {
+	return a.recordRequestBy(ctx, p.tenant, p.agent, kind, visitor, done, note)
+}
+
+// recordRequestBy records a request made by by: an agent, or the visitor
+// themself from the widget.
+func (a *API) recordRequestBy(ctx context.Context, tenant, by storage.ID, kind string, visitor storage.ID, done bool, note string) (*actorspb.PrivacyRequest, error) {
 	id := storage.NewID()
 	now := a.Now()
 	req := &actorspb.PrivacyRequest{
-		Id: id[:], Kind: kind, RequestedBy: p.agent[:], RequestedUnixMs: now.UnixMilli(),
+		Id: id[:], Kind: kind, RequestedBy: by[:], RequestedUnixMs: now.UnixMilli(),
 		DueUnixMs: now.Add(PrivacyDue).UnixMilli(), Note: note,
 	}
 	if visitor != (storage.ID{}) {
@@ -110,7 +120,7 @@ func (a *API) recordRequest(ctx context.Context, p *principal, kind string, visi
 		req.DoneUnixMs = req.RequestedUnixMs
 	}
 	if _, err := a.apply(ctx, &actorspb.Command{Op: &actorspb.Command_PutPrivacyRequest{PutPrivacyRequest: &actorspb.PutPrivacyRequest{
-		TenantId: p.tenant[:], Request: req,
+		TenantId: tenant[:], Request: req,
 	}}}); err != nil {
 		return nil, err
 	}
@@ -137,6 +147,8 @@ type exportedVisitorJSON struct {
 	Contact    contactJSON   `json:"contact"`
 	Technical  technicalJSON `json:"technical"`
 	Restricted bool          `json:"restricted"`
+	// ConsentWithdrawn: the visitor withdrew consent to tracking.
+	ConsentWithdrawn bool `json:"consent_withdrawn"`
 }
 
 func rfc3339(unixMs int64) string {
@@ -200,7 +212,7 @@ func (a *API) writeExport(ctx context.Context, w io.Writer, tenant, id storage.I
 		ID: id.String(), CreatedAt: rfc3339(rec.CreatedUnixMs), LastSeenAt: rfc3339(rec.LastSeenUnixMs),
 		Contact:    contactJSON{Name: rec.ContactName, Email: rec.ContactEmail},
 		Technical:  technicalJSON{IP: t.GetIp(), UserAgent: t.GetUserAgent(), Browser: t.GetBrowser(), OS: t.GetOs(), Referrer: t.GetReferrer()},
-		Restricted: rec.Restricted,
+		Restricted: rec.Restricted, ConsentWithdrawn: rec.ConsentWithdrawn,
 	}
 	if err := put(`{"exported_at":"` + a.Now().UTC().Format(time.RFC3339) + `","visitor":`); err != nil {
 		return err

@@ -698,6 +698,7 @@ type Command struct {
 	//	*Command_PutPrivacyRequest
 	//	*Command_ClosePrivacyRequest
 	//	*Command_ShredKeys
+	//	*Command_WithdrawConsent
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1055,6 +1056,15 @@ func (x *Command) GetShredKeys() *ShredKeys {
 	return nil
 }
 
+func (x *Command) GetWithdrawConsent() *WithdrawConsent {
+	if x != nil {
+		if x, ok := x.Op.(*Command_WithdrawConsent); ok {
+			return x.WithdrawConsent
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -1201,6 +1211,10 @@ type Command_ShredKeys struct {
 	ShredKeys *ShredKeys `protobuf:"bytes,43,opt,name=shred_keys,json=shredKeys,proto3,oneof"`
 }
 
+type Command_WithdrawConsent struct {
+	WithdrawConsent *WithdrawConsent `protobuf:"bytes,44,opt,name=withdraw_consent,json=withdrawConsent,proto3,oneof"`
+}
+
 func (*Command_Post) isCommand_Op() {}
 
 func (*Command_Assign) isCommand_Op() {}
@@ -1270,6 +1284,8 @@ func (*Command_PutPrivacyRequest) isCommand_Op() {}
 func (*Command_ClosePrivacyRequest) isCommand_Op() {}
 
 func (*Command_ShredKeys) isCommand_Op() {}
+
+func (*Command_WithdrawConsent) isCommand_Op() {}
 
 // PostMessage appends a message. A conversation that does not exist yet is
 // created, open, for visitor_id. A client_id seen before in the conversation
@@ -1994,9 +2010,12 @@ type VisitorRecord struct {
 	ContactEmail string `protobuf:"bytes,7,opt,name=contact_email,json=contactEmail,proto3" json:"contact_email,omitempty"`
 	// restricted: the visitor asked to restrict processing of their data.
 	// Nothing processes it yet; AI and analytics will skip them.
-	Restricted    bool `protobuf:"varint,40,opt,name=restricted,proto3" json:"restricted,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Restricted bool `protobuf:"varint,40,opt,name=restricted,proto3" json:"restricted,omitempty"`
+	// consent_withdrawn: the visitor withdrew consent to tracking. Their
+	// page views were deleted, no new ones are kept, and they are restricted.
+	ConsentWithdrawn bool `protobuf:"varint,41,opt,name=consent_withdrawn,json=consentWithdrawn,proto3" json:"consent_withdrawn,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *VisitorRecord) Reset() {
@@ -2081,6 +2100,13 @@ func (x *VisitorRecord) GetContactEmail() string {
 func (x *VisitorRecord) GetRestricted() bool {
 	if x != nil {
 		return x.Restricted
+	}
+	return false
+}
+
+func (x *VisitorRecord) GetConsentWithdrawn() bool {
+	if x != nil {
+		return x.ConsentWithdrawn
 	}
 	return false
 }
@@ -5106,6 +5132,61 @@ func (x *ClosePrivacyRequest) GetDoneUnixMs() int64 {
 // belongs to, and enters them in each replica's shred ledger; the nodes'
 // ledger exchange carries them to every other node. Shredding a shredded
 // key changes nothing, so a retry is safe.
+// WithdrawConsent records that a visitor withdrew their consent to
+// tracking: their page views are deleted, no new ones are kept, and they
+// are restricted (no AI, no analytics). Repeating it changes nothing.
+type WithdrawConsent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	VisitorId     []byte                 `protobuf:"bytes,2,opt,name=visitor_id,json=visitorId,proto3" json:"visitor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawConsent) Reset() {
+	*x = WithdrawConsent{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawConsent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawConsent) ProtoMessage() {}
+
+func (x *WithdrawConsent) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawConsent.ProtoReflect.Descriptor instead.
+func (*WithdrawConsent) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *WithdrawConsent) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *WithdrawConsent) GetVisitorId() []byte {
+	if x != nil {
+		return x.VisitorId
+	}
+	return nil
+}
+
 type ShredKeys struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Route         []byte                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
@@ -5117,7 +5198,7 @@ type ShredKeys struct {
 
 func (x *ShredKeys) Reset() {
 	*x = ShredKeys{}
-	mi := &file_actors_actorspb_records_proto_msgTypes[62]
+	mi := &file_actors_actorspb_records_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5129,7 +5210,7 @@ func (x *ShredKeys) String() string {
 func (*ShredKeys) ProtoMessage() {}
 
 func (x *ShredKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorspb_records_proto_msgTypes[62]
+	mi := &file_actors_actorspb_records_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5142,7 +5223,7 @@ func (x *ShredKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShredKeys.ProtoReflect.Descriptor instead.
 func (*ShredKeys) Descriptor() ([]byte, []int) {
-	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{62}
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ShredKeys) GetRoute() []byte {
@@ -5198,7 +5279,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x1a\n" +
 	"\binternal\x18\x06 \x01(\bR\binternal\"\"\n" +
 	"\x0eClientIDRecord\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xce\x15\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xa2\x16\n" +
 	"\aCommand\x127\n" +
 	"\x04post\x18\x01 \x01(\v2!.chatpacket.actors.v1.PostMessageH\x00R\x04post\x12B\n" +
 	"\x06assign\x18\x02 \x01(\v2(.chatpacket.actors.v1.AssignConversationH\x00R\x06assign\x12?\n" +
@@ -5240,7 +5321,8 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x13put_privacy_request\x18) \x01(\v2'.chatpacket.actors.v1.PutPrivacyRequestH\x00R\x11putPrivacyRequest\x12_\n" +
 	"\x15close_privacy_request\x18* \x01(\v2).chatpacket.actors.v1.ClosePrivacyRequestH\x00R\x13closePrivacyRequest\x12@\n" +
 	"\n" +
-	"shred_keys\x18+ \x01(\v2\x1f.chatpacket.actors.v1.ShredKeysH\x00R\tshredKeysB\x04\n" +
+	"shred_keys\x18+ \x01(\v2\x1f.chatpacket.actors.v1.ShredKeysH\x00R\tshredKeys\x12R\n" +
+	"\x10withdraw_consent\x18, \x01(\v2%.chatpacket.actors.v1.WithdrawConsentH\x00R\x0fwithdrawConsentB\x04\n" +
 	"\x02op\"\x8e\x02\n" +
 	"\vPostMessage\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
@@ -5301,7 +5383,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x04name\x18\x06 \x01(\tR\x04name\x12&\n" +
 	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\x12\x14\n" +
 	"\x05email\x18\b \x01(\tR\x05email\x12.\n" +
-	"\x04role\x18\t \x01(\x0e2\x1a.chatpacket.actors.v1.RoleR\x04role\"\xae\x02\n" +
+	"\x04role\x18\t \x01(\x0e2\x1a.chatpacket.actors.v1.RoleR\x04role\"\xdb\x02\n" +
 	"\rVisitorRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12&\n" +
@@ -5312,7 +5394,8 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\rcontact_email\x18\a \x01(\tR\fcontactEmail\x12\x1e\n" +
 	"\n" +
 	"restricted\x18( \x01(\bR\n" +
-	"restricted\"\x82\x01\n" +
+	"restricted\x12+\n" +
+	"\x11consent_withdrawn\x18) \x01(\bR\x10consentWithdrawn\"\x82\x01\n" +
 	"\vVisitorTech\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x1d\n" +
 	"\n" +
@@ -5542,7 +5625,11 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x02 \x01(\fR\trequestId\x12 \n" +
 	"\fdone_unix_ms\x18\x03 \x01(\x03R\n" +
-	"doneUnixMs\"S\n" +
+	"doneUnixMs\"M\n" +
+	"\x0fWithdrawConsent\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1d\n" +
+	"\n" +
+	"visitor_id\x18\x02 \x01(\fR\tvisitorId\"S\n" +
 	"\tShredKeys\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\fR\x05route\x12\x17\n" +
 	"\akey_ids\x18\x02 \x03(\fR\x06keyIds\x12\x17\n" +
@@ -5601,7 +5688,7 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),                // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),        // 1: chatpacket.actors.v1.ConversationStatus
@@ -5671,14 +5758,15 @@ var file_actors_actorspb_records_proto_goTypes = []any{
 	(*PrivacyRequest)(nil),         // 65: chatpacket.actors.v1.PrivacyRequest
 	(*PutPrivacyRequest)(nil),      // 66: chatpacket.actors.v1.PutPrivacyRequest
 	(*ClosePrivacyRequest)(nil),    // 67: chatpacket.actors.v1.ClosePrivacyRequest
-	(*ShredKeys)(nil),              // 68: chatpacket.actors.v1.ShredKeys
-	nil,                            // 69: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
-	nil,                            // 70: chatpacket.actors.v1.AuditEvent.DetailEntry
+	(*WithdrawConsent)(nil),        // 68: chatpacket.actors.v1.WithdrawConsent
+	(*ShredKeys)(nil),              // 69: chatpacket.actors.v1.ShredKeys
+	nil,                            // 70: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	nil,                            // 71: chatpacket.actors.v1.AuditEvent.DetailEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	69, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	70, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 	6,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
 	11, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
 	12, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
@@ -5714,43 +5802,44 @@ var file_actors_actorspb_records_proto_depIdxs = []int32{
 	64, // 35: chatpacket.actors.v1.Command.set_visitor_restricted:type_name -> chatpacket.actors.v1.SetVisitorRestricted
 	66, // 36: chatpacket.actors.v1.Command.put_privacy_request:type_name -> chatpacket.actors.v1.PutPrivacyRequest
 	67, // 37: chatpacket.actors.v1.Command.close_privacy_request:type_name -> chatpacket.actors.v1.ClosePrivacyRequest
-	68, // 38: chatpacket.actors.v1.Command.shred_keys:type_name -> chatpacket.actors.v1.ShredKeys
-	6,  // 39: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
-	1,  // 40: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	2,  // 41: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
-	4,  // 42: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
-	2,  // 43: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
-	21, // 44: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	3,  // 45: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
-	18, // 46: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	18, // 47: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
-	23, // 48: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
-	16, // 49: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	17, // 50: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	19, // 51: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	20, // 52: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	21, // 53: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	22, // 54: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	34, // 55: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
-	30, // 56: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
-	7,  // 57: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	38, // 58: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
-	5,  // 59: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
-	44, // 60: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
-	5,  // 61: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
-	46, // 62: chatpacket.actors.v1.AddAgentSession.session:type_name -> chatpacket.actors.v1.AgentSession
-	47, // 63: chatpacket.actors.v1.AddAgentSession.event:type_name -> chatpacket.actors.v1.LoginEvent
-	4,  // 64: chatpacket.actors.v1.ConsumeToken.kind:type_name -> chatpacket.actors.v1.TokenKind
-	57, // 65: chatpacket.actors.v1.PutTeam.team:type_name -> chatpacket.actors.v1.TeamRecord
-	2,  // 66: chatpacket.actors.v1.SetAgentRole.role:type_name -> chatpacket.actors.v1.Role
-	70, // 67: chatpacket.actors.v1.AuditEvent.detail:type_name -> chatpacket.actors.v1.AuditEvent.DetailEntry
-	62, // 68: chatpacket.actors.v1.AppendAudit.event:type_name -> chatpacket.actors.v1.AuditEvent
-	65, // 69: chatpacket.actors.v1.PutPrivacyRequest.request:type_name -> chatpacket.actors.v1.PrivacyRequest
-	70, // [70:70] is the sub-list for method output_type
-	70, // [70:70] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	69, // 38: chatpacket.actors.v1.Command.shred_keys:type_name -> chatpacket.actors.v1.ShredKeys
+	68, // 39: chatpacket.actors.v1.Command.withdraw_consent:type_name -> chatpacket.actors.v1.WithdrawConsent
+	6,  // 40: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	1,  // 41: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
+	2,  // 42: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
+	4,  // 43: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
+	2,  // 44: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
+	21, // 45: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	3,  // 46: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
+	18, // 47: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	18, // 48: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	23, // 49: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
+	16, // 50: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	17, // 51: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	19, // 52: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	20, // 53: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	21, // 54: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	22, // 55: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	34, // 56: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
+	30, // 57: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
+	7,  // 58: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	38, // 59: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
+	5,  // 60: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
+	44, // 61: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
+	5,  // 62: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
+	46, // 63: chatpacket.actors.v1.AddAgentSession.session:type_name -> chatpacket.actors.v1.AgentSession
+	47, // 64: chatpacket.actors.v1.AddAgentSession.event:type_name -> chatpacket.actors.v1.LoginEvent
+	4,  // 65: chatpacket.actors.v1.ConsumeToken.kind:type_name -> chatpacket.actors.v1.TokenKind
+	57, // 66: chatpacket.actors.v1.PutTeam.team:type_name -> chatpacket.actors.v1.TeamRecord
+	2,  // 67: chatpacket.actors.v1.SetAgentRole.role:type_name -> chatpacket.actors.v1.Role
+	71, // 68: chatpacket.actors.v1.AuditEvent.detail:type_name -> chatpacket.actors.v1.AuditEvent.DetailEntry
+	62, // 69: chatpacket.actors.v1.AppendAudit.event:type_name -> chatpacket.actors.v1.AuditEvent
+	65, // 70: chatpacket.actors.v1.PutPrivacyRequest.request:type_name -> chatpacket.actors.v1.PrivacyRequest
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -5794,6 +5883,7 @@ func file_actors_actorspb_records_proto_init() {
 		(*Command_PutPrivacyRequest)(nil),
 		(*Command_ClosePrivacyRequest)(nil),
 		(*Command_ShredKeys)(nil),
+		(*Command_WithdrawConsent)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5801,7 +5891,7 @@ func file_actors_actorspb_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   65,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -213,14 +213,17 @@ func (s *state) putToken(ctx context.Context, ch *change, p *actorspb.PutToken) 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := idFrom(p.GetToken().GetSubjectId(), "token.subject_id"); err != nil {
+	subject, err := idFrom(p.GetToken().GetSubjectId(), "token.subject_id")
+	if err != nil {
 		return nil, err
 	}
 	if p.Token.Kind == actorspb.TokenKind_TOKEN_KIND_UNSPECIFIED {
 		return nil, fmt.Errorf("%w: token kind", ErrInvalid)
 	}
+	// A token is its holder's: sealed under their key, it stops working
+	// the moment they are erased.
 	key := tokenKey(s.db, p.Hash)
-	if err := ch.staged.Put(ctx, key, storage.TenantKey(tenant), p.Token); err != nil {
+	if err := ch.staged.Put(ctx, key, storage.SubjectKey(tenant, subject), p.Token); err != nil {
 		return nil, err
 	}
 	s.stage(ch, key, p.Token)

@@ -62,7 +62,7 @@ func NewFSM(db *storage.DB, shard uint16) (*FSM, error) {
 	return f, nil
 }
 
-func (f *FSM) appliedKey() []byte { return storage.Key(f.shard, TableApplied) }
+func (f *FSM) appliedKey() []byte { return AppliedKey(f.shard) }
 
 // Applied is the index of the last log entry applied here.
 func (f *FSM) Applied() uint64 {
@@ -227,9 +227,7 @@ func (e *replyError) Unwrap() error { return e.base }
 // machine's tables. Storage's own tables (key records, the shred ledger)
 // and the raft tables below TableFirstUser are the node's, never a
 // snapshot's.
-func (f *FSM) shardRange() (lower, upper []byte) {
-	return storage.TablePrefix(f.shard, storage.TableFirstUser), storage.PrefixEnd(storage.Key(f.shard, 0xFF))
-}
+func (f *FSM) shardRange() (lower, upper []byte) { return ReplicatedRange(f.shard) }
 
 // Snapshot pins the shard's state as of the last applied entry; Persist
 // streams it while applies go on.

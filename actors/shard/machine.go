@@ -274,6 +274,8 @@ func routeOf(cmd *actorspb.Command) ([]byte, error) {
 		raw, field = op.ClosePrivacyRequest.TenantId, "tenant_id"
 	case *actorspb.Command_ShredKeys:
 		raw, field = op.ShredKeys.Route, "route"
+	case *actorspb.Command_WithdrawConsent:
+		raw, field = op.WithdrawConsent.VisitorId, "visitor_id"
 	default:
 		return nil, fmt.Errorf("%w: no operation", ErrInvalid)
 	}

@@ -24,6 +24,7 @@ const (
 	PrivacyCorrection  = "correction"
 	PrivacyRestriction = "restriction"
 	PrivacyDeletion    = "deletion"
+	PrivacyConsent     = "consent_withdrawal"
 )
 
 // Limits of the ledger.
@@ -34,7 +35,7 @@ const (
 
 func validPrivacyKind(kind string) bool {
 	switch kind {
-	case PrivacyExport, PrivacyCorrection, PrivacyRestriction, PrivacyDeletion:
+	case PrivacyExport, PrivacyCorrection, PrivacyRestriction, PrivacyDeletion, PrivacyConsent:
 		return true
 	}
 	return false
@@ -205,4 +206,26 @@ func (m *Machine) EachPageView(ctx context.Context, tenant, visitor storage.ID, 
 		}
 		lower = append(last, 0) // the next key after the last one read
 	}
+}
+
+func (s *state) withdrawConsent(ctx context.Context, ch *change, c *actorspb.WithdrawConsent) (*actorspb.Result, error) {
+	tenant, err := idFrom(c.TenantId, "tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	visitor, err := idFrom(c.VisitorId, "visitor_id")
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.editVisitor(ctx, ch, tenant, visitor, func(rec *actorspb.VisitorRecord) {
+		rec.ConsentWithdrawn, rec.Restricted = true, true
+	})
+	if err != nil {
+		return nil, err
+	}
+	views := storage.Key(shardOf(s.db, visitor), TablePageView, visitor[:])
+	if err := ch.staged.DeleteRange(views, storage.PrefixEnd(views)); err != nil {
+		return nil, err
+	}
+	return res, nil
 }

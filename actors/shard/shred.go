@@ -1,9 +1,14 @@
 package shard
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protodelim"
 
 	"github.com/chatpacket/chatpacket/actors/actorspb"
 	"github.com/chatpacket/chatpacket/storage"
@@ -64,4 +69,60 @@ func (m *Machine) Shred(ctx context.Context, route storage.ID, at time.Time, key
 		Route: route[:], KeyIds: ids, UnixMs: at.UnixMilli(),
 	}}})
 	return err
+}
+
+// ScrubSnapshot returns the rewrite that cluster/replica's Scrub runs over
+// a snapshot of a shard taken before an erasure: every record whose key,
+// or the key that wraps it, is now shredded in db leaves as an erased
+// stand-in (storage.ErasedValue), and the rest pass unchanged. A node that
+// restores the snapshot then reads those records as erased, as this one
+// does.
+func ScrubSnapshot(db *storage.DB) func(io.Reader, io.Writer) error {
+	return func(r io.Reader, w io.Writer) error {
+		br := bufio.NewReaderSize(r, 64<<10)
+		bw := bufio.NewWriterSize(w, 64<<10)
+		for {
+			var rec actorspb.SnapshotRecord
+			err := protodelim.UnmarshalFrom(br, &rec)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("scrub snapshot: %w", err)
+			}
+			if rec.Plaintext != nil {
+				erased, err := anyShredded(db, rec.KeyId, rec.ParentKeyId)
+				if err != nil {
+					return err
+				}
+				if erased {
+					var id storage.KeyID
+					copy(id[:], rec.KeyId)
+					rec.Plaintext, rec.ParentKeyId, rec.Sealed = nil, nil, storage.ErasedValue(id)
+				}
+			}
+			if _, err := protodelim.MarshalTo(bw, &rec); err != nil {
+				return err
+			}
+		}
+		return bw.Flush()
+	}
+}
+
+// anyShredded reports whether any of the raw key ids is in db's ledger.
+func anyShredded(db *storage.DB, raw ...[]byte) (bool, error) {
+	for _, b := range raw {
+		var id storage.KeyID
+		if len(b) != len(id) {
+			continue
+		}
+		copy(id[:], b)
+		if id == storage.MasterKeyID {
+			continue
+		}
+		if ok, err := db.Shredded(id); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
 }

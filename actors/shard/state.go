@@ -121,6 +121,8 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 		res, err = s.closePrivacyRequest(ctx, ch, op.ClosePrivacyRequest)
 	case *actorspb.Command_ShredKeys:
 		res, err = s.shredKeys(ctx, op.ShredKeys)
+	case *actorspb.Command_WithdrawConsent:
+		res, err = s.withdrawConsent(ctx, ch, op.WithdrawConsent)
 	default:
 		err = fmt.Errorf("%w: no operation", ErrInvalid)
 	}

@@ -107,8 +107,10 @@ func (s *state) addPageView(ctx context.Context, ch *change, a *actorspb.AddPage
 	case v.UnixMs <= 0:
 		return nil, fmt.Errorf("%w: no time", ErrInvalid)
 	}
-	if _, err := s.visitorOf(ctx, tenant, visitor); err != nil {
+	if rec, err := s.visitorOf(ctx, tenant, visitor); err != nil {
 		return nil, err
+	} else if rec.ConsentWithdrawn {
+		return &actorspb.Result{}, nil // not kept: the visitor said no
 	}
 	// Two views in one millisecond get distinct keys.
 	var key []byte

@@ -143,3 +143,57 @@ func (c *Client) Drain(ctx context.Context, nodeID string, timeout time.Duration
 	}
 	return errors.New("the node stopped answering before the drain finished (was it stopped?)")
 }
+
+// Backup asks the node to write a backup of every shard into dir (an
+// absolute path; empty: DATA_DIR/backups/<UTC time> on the node), calling
+// progress with each line it streams. It returns the last line, with the
+// backup's directory and manifest, or the node's error.
+func (c *Client) Backup(ctx context.Context, dir string, progress func(BackupProgress)) (*BackupProgress, error) {
+	q := url.Values{}
+	if dir != "" {
+		q.Set("dir", dir)
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/backup", q)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 16<<20) // the last line carries the manifest
+	for sc.Scan() {
+		var p BackupProgress
+		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
+			return nil, fmt.Errorf("read the backup's progress: %w", err)
+		}
+		switch {
+		case p.Error != "":
+			return nil, errors.New(p.Error)
+		case p.Done:
+			return &p, nil
+		}
+		if progress != nil {
+			progress(p)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("the node stopped answering before the backup finished: %w", err)
+	}
+	return nil, errors.New("the node stopped answering before the backup finished (was it stopped?)")
+}
+
+// Ledger returns the node's shred ledger in the ledger file format.
+func (c *Client) Ledger(ctx context.Context) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/ledger", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read the node's ledger: %w", err)
+	}
+	return b, nil
+}

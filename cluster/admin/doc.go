@@ -9,9 +9,15 @@
 //   - POST /drain?node=ID&timeout=D drains this node (cluster.Node.Drain)
 //     and streams its Progress as newline-delimited JSON, one line a second,
 //     until it is drained, the timeout ends, or the client goes away.
+//   - POST /backup?dir=ABS writes a backup of every shard (cluster/backup)
+//     and streams its progress as newline-delimited JSON, one line a
+//     shard, then a last line with the manifest.
+//   - GET /ledger answers the node's shred ledger (backup.WriteLedger's
+//     format), for restoring an older backup.
 //
-// Client is the other end, used by `chatpacket admin cluster status` and
-// `chatpacket admin node drain`.
+// Client is the other end, used by `chatpacket admin cluster status`,
+// `chatpacket admin node drain`, `chatpacket admin backup` and
+// `chatpacket admin ledger export`.
 //
 // Concurrency: a Server's methods are safe for concurrent use. Start starts
 // the HTTP server on its own goroutine; Close stops it, waits for every

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chatpacket/chatpacket/cluster"
+	"github.com/chatpacket/chatpacket/cluster/backup"
 	"github.com/chatpacket/chatpacket/cluster/replica"
 )
 
@@ -30,6 +31,9 @@ type Config struct {
 	// Logger receives the endpoint's events (start, drains). Default
 	// slog.Default().
 	Logger *slog.Logger
+	// Backups is what POST /backup and GET /ledger read (its NodeID is
+	// filled in); nil answers them with 503.
+	Backups *backup.Source
 }
 
 // Server is a node's admin endpoint.
@@ -52,6 +56,7 @@ type Server struct {
 		sync.Mutex
 		closed bool // no handler starts once set
 	}
+	backingUp sync.Mutex // held by the one backup that may run
 }
 
 // DefaultDrainTimeout bounds a drain whose request gives no timeout;
@@ -95,6 +100,8 @@ func Start(cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /cluster", s.track(s.handleCluster))
 	mux.HandleFunc("POST /drain", s.track(s.handleDrain))
+	mux.HandleFunc("POST /backup", s.track(s.handleBackup))
+	mux.HandleFunc("GET /ledger", s.track(s.handleLedger))
 	s.srv = &http.Server{
 		Handler:           mux,
 		BaseContext:       func(net.Listener) context.Context { return ctx },

@@ -221,8 +221,12 @@ func (x *ForwardReply) GetError() string {
 // applied: a replica that has applied as far can answer reads with every
 // write acknowledged before the question.
 type ReadIndexRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// node_id is the asking node: a leader that removed it from the shard
+	// says so (not_voter), since a removed node may never hear of it and
+	// would wait for entries it no longer receives.
+	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -264,11 +268,19 @@ func (x *ReadIndexRequest) GetShard() uint32 {
 	return 0
 }
 
+func (x *ReadIndexRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 type ReadIndexReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Applied       uint64                 `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
 	NotLeader     bool                   `protobuf:"varint,2,opt,name=not_leader,json=notLeader,proto3" json:"not_leader,omitempty"`
 	LeaderId      string                 `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	NotVoter      bool                   `protobuf:"varint,4,opt,name=not_voter,json=notVoter,proto3" json:"not_voter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -322,6 +334,13 @@ func (x *ReadIndexReply) GetLeaderId() string {
 		return x.LeaderId
 	}
 	return ""
+}
+
+func (x *ReadIndexReply) GetNotVoter() bool {
+	if x != nil {
+		return x.NotVoter
+	}
+	return false
 }
 
 // LeaderRequest asks a node which node leads a shard: a node that holds no
@@ -675,6 +694,265 @@ func (x *Blocked) GetMemberId() string {
 	return ""
 }
 
+// LedgerDigestRequest asks a node for the digest of its shred ledger
+// (storage.LedgerDigest): nodes compare digests, and exchange entries only
+// when theirs differ.
+type LedgerDigestRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerDigestRequest) Reset() {
+	*x = LedgerDigestRequest{}
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerDigestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerDigestRequest) ProtoMessage() {}
+
+func (x *LedgerDigestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerDigestRequest.ProtoReflect.Descriptor instead.
+func (*LedgerDigestRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_clusterpb_cluster_proto_rawDescGZIP(), []int{12}
+}
+
+type LedgerDigestReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         uint64                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	Sum           []byte                 `protobuf:"bytes,2,opt,name=sum,proto3" json:"sum,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerDigestReply) Reset() {
+	*x = LedgerDigestReply{}
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerDigestReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerDigestReply) ProtoMessage() {}
+
+func (x *LedgerDigestReply) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerDigestReply.ProtoReflect.Descriptor instead.
+func (*LedgerDigestReply) Descriptor() ([]byte, []int) {
+	return file_cluster_clusterpb_cluster_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LedgerDigestReply) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *LedgerDigestReply) GetSum() []byte {
+	if x != nil {
+		return x.Sum
+	}
+	return nil
+}
+
+// LedgerPageRequest asks for ledger entries after cursor (empty: from the
+// start).
+type LedgerPageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cursor        []byte                 `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerPageRequest) Reset() {
+	*x = LedgerPageRequest{}
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerPageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerPageRequest) ProtoMessage() {}
+
+func (x *LedgerPageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerPageRequest.ProtoReflect.Descriptor instead.
+func (*LedgerPageRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_clusterpb_cluster_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *LedgerPageRequest) GetCursor() []byte {
+	if x != nil {
+		return x.Cursor
+	}
+	return nil
+}
+
+func (x *LedgerPageRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type LedgerPageReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*LedgerEntry         `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	Next          []byte                 `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"` // empty after the last page
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerPageReply) Reset() {
+	*x = LedgerPageReply{}
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerPageReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerPageReply) ProtoMessage() {}
+
+func (x *LedgerPageReply) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerPageReply.ProtoReflect.Descriptor instead.
+func (*LedgerPageReply) Descriptor() ([]byte, []int) {
+	return file_cluster_clusterpb_cluster_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LedgerPageReply) GetEntries() []*LedgerEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *LedgerPageReply) GetNext() []byte {
+	if x != nil {
+		return x.Next
+	}
+	return nil
+}
+
+func (x *LedgerPageReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// LedgerEntry is one shredded key: its id (storage.KeyID) and when. It
+// holds no personal data.
+type LedgerEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         []byte                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	ShreddedUnix  int64                  `protobuf:"varint,2,opt,name=shredded_unix,json=shreddedUnix,proto3" json:"shredded_unix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerEntry) Reset() {
+	*x = LedgerEntry{}
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerEntry) ProtoMessage() {}
+
+func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerEntry.ProtoReflect.Descriptor instead.
+func (*LedgerEntry) Descriptor() ([]byte, []int) {
+	return file_cluster_clusterpb_cluster_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LedgerEntry) GetKeyId() []byte {
+	if x != nil {
+		return x.KeyId
+	}
+	return nil
+}
+
+func (x *LedgerEntry) GetShreddedUnix() int64 {
+	if x != nil {
+		return x.ShreddedUnix
+	}
+	return 0
+}
+
 var File_cluster_clusterpb_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_clusterpb_cluster_proto_rawDesc = "" +
@@ -693,14 +971,16 @@ const file_cluster_clusterpb_cluster_proto_rawDesc = "" +
 	"\n" +
 	"not_leader\x18\x02 \x01(\bR\tnotLeader\x12\x1b\n" +
 	"\tleader_id\x18\x03 \x01(\tR\bleaderId\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"(\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"A\n" +
 	"\x10ReadIndexRequest\x12\x14\n" +
-	"\x05shard\x18\x01 \x01(\rR\x05shard\"f\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\x83\x01\n" +
 	"\x0eReadIndexReply\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\x04R\aapplied\x12\x1d\n" +
 	"\n" +
 	"not_leader\x18\x02 \x01(\bR\tnotLeader\x12\x1b\n" +
-	"\tleader_id\x18\x03 \x01(\tR\bleaderId\"%\n" +
+	"\tleader_id\x18\x03 \x01(\tR\bleaderId\x12\x1b\n" +
+	"\tnot_voter\x18\x04 \x01(\bR\bnotVoter\"%\n" +
 	"\rLeaderRequest\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\"*\n" +
 	"\vLeaderReply\x12\x1b\n" +
@@ -720,7 +1000,21 @@ const file_cluster_clusterpb_cluster_proto_rawDesc = "" +
 	"\n" +
 	"not_leader\x18\x02 \x01(\bR\tnotLeader\"&\n" +
 	"\aBlocked\x12\x1b\n" +
-	"\tmember_id\x18\x01 \x01(\tR\bmemberIdB4Z2github.com/chatpacket/chatpacket/cluster/clusterpbb\x06proto3"
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\"\x15\n" +
+	"\x13LedgerDigestRequest\";\n" +
+	"\x11LedgerDigestReply\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x10\n" +
+	"\x03sum\x18\x02 \x01(\fR\x03sum\"A\n" +
+	"\x11LedgerPageRequest\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\fR\x06cursor\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"y\n" +
+	"\x0fLedgerPageReply\x12<\n" +
+	"\aentries\x18\x01 \x03(\v2\".chatpacket.cluster.v1.LedgerEntryR\aentries\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\fR\x04next\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"I\n" +
+	"\vLedgerEntry\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\fR\x05keyId\x12#\n" +
+	"\rshredded_unix\x18\x02 \x01(\x03R\fshreddedUnixB4Z2github.com/chatpacket/chatpacket/cluster/clusterpbb\x06proto3"
 
 var (
 	file_cluster_clusterpb_cluster_proto_rawDescOnce sync.Once
@@ -734,27 +1028,33 @@ func file_cluster_clusterpb_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_clusterpb_cluster_proto_rawDescData
 }
 
-var file_cluster_clusterpb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_cluster_clusterpb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_cluster_clusterpb_cluster_proto_goTypes = []any{
-	(*NodeInfo)(nil),         // 0: chatpacket.cluster.v1.NodeInfo
-	(*ForwardRequest)(nil),   // 1: chatpacket.cluster.v1.ForwardRequest
-	(*ForwardReply)(nil),     // 2: chatpacket.cluster.v1.ForwardReply
-	(*ReadIndexRequest)(nil), // 3: chatpacket.cluster.v1.ReadIndexRequest
-	(*ReadIndexReply)(nil),   // 4: chatpacket.cluster.v1.ReadIndexReply
-	(*LeaderRequest)(nil),    // 5: chatpacket.cluster.v1.LeaderRequest
-	(*LeaderReply)(nil),      // 6: chatpacket.cluster.v1.LeaderReply
-	(*ReadRequest)(nil),      // 7: chatpacket.cluster.v1.ReadRequest
-	(*ReadReply)(nil),        // 8: chatpacket.cluster.v1.ReadReply
-	(*VotersRequest)(nil),    // 9: chatpacket.cluster.v1.VotersRequest
-	(*VotersReply)(nil),      // 10: chatpacket.cluster.v1.VotersReply
-	(*Blocked)(nil),          // 11: chatpacket.cluster.v1.Blocked
+	(*NodeInfo)(nil),            // 0: chatpacket.cluster.v1.NodeInfo
+	(*ForwardRequest)(nil),      // 1: chatpacket.cluster.v1.ForwardRequest
+	(*ForwardReply)(nil),        // 2: chatpacket.cluster.v1.ForwardReply
+	(*ReadIndexRequest)(nil),    // 3: chatpacket.cluster.v1.ReadIndexRequest
+	(*ReadIndexReply)(nil),      // 4: chatpacket.cluster.v1.ReadIndexReply
+	(*LeaderRequest)(nil),       // 5: chatpacket.cluster.v1.LeaderRequest
+	(*LeaderReply)(nil),         // 6: chatpacket.cluster.v1.LeaderReply
+	(*ReadRequest)(nil),         // 7: chatpacket.cluster.v1.ReadRequest
+	(*ReadReply)(nil),           // 8: chatpacket.cluster.v1.ReadReply
+	(*VotersRequest)(nil),       // 9: chatpacket.cluster.v1.VotersRequest
+	(*VotersReply)(nil),         // 10: chatpacket.cluster.v1.VotersReply
+	(*Blocked)(nil),             // 11: chatpacket.cluster.v1.Blocked
+	(*LedgerDigestRequest)(nil), // 12: chatpacket.cluster.v1.LedgerDigestRequest
+	(*LedgerDigestReply)(nil),   // 13: chatpacket.cluster.v1.LedgerDigestReply
+	(*LedgerPageRequest)(nil),   // 14: chatpacket.cluster.v1.LedgerPageRequest
+	(*LedgerPageReply)(nil),     // 15: chatpacket.cluster.v1.LedgerPageReply
+	(*LedgerEntry)(nil),         // 16: chatpacket.cluster.v1.LedgerEntry
 }
 var file_cluster_clusterpb_cluster_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	16, // 0: chatpacket.cluster.v1.LedgerPageReply.entries:type_name -> chatpacket.cluster.v1.LedgerEntry
+	1,  // [1:1] is the sub-list for method output_type
+	1,  // [1:1] is the sub-list for method input_type
+	1,  // [1:1] is the sub-list for extension type_name
+	1,  // [1:1] is the sub-list for extension extendee
+	0,  // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_cluster_clusterpb_cluster_proto_init() }
@@ -768,7 +1068,7 @@ func file_cluster_clusterpb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_clusterpb_cluster_proto_rawDesc), len(file_cluster_clusterpb_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

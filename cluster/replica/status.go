@@ -178,3 +178,6 @@ func (g *Groups) HasReplica(shard uint16) bool {
 
 // Shards is the number of shards, hence of raft groups.
 func (g *Groups) Shards() int { return len(g.groups) }
+
+// NodeID is this node's id in every shard's raft configuration.
+func (g *Groups) NodeID() string { return g.cfg.NodeID }

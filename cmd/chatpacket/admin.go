@@ -32,5 +32,6 @@ CHATPACKET_MASTER_KEY. A store opens only with the key it was created with.`,
 	})
 	admin.AddCommand(key, newAdminOutboxCommand())
 	addClusterCommands(admin)
+	addBackupCommands(admin)
 	return admin
 }

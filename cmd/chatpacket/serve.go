@@ -29,6 +29,7 @@ import (
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/cluster"
 	"github.com/chatpacket/chatpacket/cluster/admin"
+	"github.com/chatpacket/chatpacket/cluster/backup"
 	"github.com/chatpacket/chatpacket/storage"
 	"github.com/chatpacket/chatpacket/transport"
 	"github.com/chatpacket/chatpacket/transport/mail"
@@ -194,7 +195,8 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	node, err := startNode(ctx, cfg, log, db, machine, &ref)
 	for err == nil {
 		ref.Set(node)
-		if f, err = startFront(cfg, log, srv, node, machine, sender, tlsCfg != nil); err != nil {
+		if f, err = startFront(cfg, log, srv, node, machine, sender, tlsCfg != nil,
+			&backup.Source{DB: db, Machine: machine, MasterKey: mk.Key}); err != nil {
 			break
 		}
 		log.Info("cluster member", "gossip", node.GossipAddr(), "members", node.Members(), "member_id", node.System.ID)
@@ -247,8 +249,8 @@ type front struct {
 	api *transport.API
 }
 
-func startFront(cfg serveConfig, log *slog.Logger, srv *transport.Server, node *cluster.Node, machine *shard.Machine, sender mail.Sender, overTLS bool) (*front, error) {
-	adm, err := admin.Start(admin.Config{DataDir: cfg.dataDir, Node: node, Logger: log})
+func startFront(cfg serveConfig, log *slog.Logger, srv *transport.Server, node *cluster.Node, machine *shard.Machine, sender mail.Sender, overTLS bool, backups *backup.Source) (*front, error) {
+	adm, err := admin.Start(admin.Config{DataDir: cfg.dataDir, Node: node, Logger: log, Backups: backups})
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ var Static fs.FS
 var Version string
 
 // Pages names the pages Render knows, one template file each.
-var Pages = []string{"login", "signup", "forgot", "verify", "reset", "invite", "inbox", "settings", "team", "account"}
+var Pages = []string{"login", "signup", "forgot", "verify", "reset", "invite", "inbox", "settings", "team", "account", "privacy"}
 
 var pages = map[string]*template.Template{}
 

@@ -468,11 +468,18 @@ async function loadVisitor() {
     const v = await api('GET', '/api/v1/visitors/' + encodeURIComponent(c.visitor_id));
     if (state.current !== conv) return;
     showError($('visitor-error'), '');
+    const privacy = $('v-privacy');
+    if (privacy) privacy.hidden = !!v.erased;
     if (v.erased) {
       for (const f of ['v-name', 'v-email', 'v-page', 'v-browser', 'v-os', 'v-seen', 'v-referrer', 'v-ip']) setFact(f, '');
       setFact('v-name', 'Erased at the visitor’s request');
       $('v-pages').replaceChildren();
       return;
+    }
+    if (privacy) {
+      $('v-export').href = '/api/v1/visitors/' + encodeURIComponent(c.visitor_id) + '/export';
+      $('v-withdraw').disabled = !!v.consent_withdrawn;
+      $('v-withdraw').textContent = v.consent_withdrawn ? 'Consent to tracking withdrawn' : 'Withdraw consent to tracking';
     }
     if (v.name && state.visitors.get(c.visitor_id) !== v.name) {
       state.visitors.set(c.visitor_id, v.name);
@@ -494,6 +501,33 @@ async function loadVisitor() {
   } catch (e) {
     showError($('visitor-error'), 'Visitor details could not load: ' + e.message);
   }
+}
+
+// privacyAction asks for confirmation, then calls path for the open
+// conversation's visitor and reloads the panel.
+async function privacyAction(question, path) {
+  const c = state.convs.get(state.current);
+  if (!c?.visitor_id || !confirm(question)) return;
+  showError($('v-privacy-error'), '');
+  try {
+    await api(path.method, '/api/v1/visitors/' + encodeURIComponent(c.visitor_id) + path.suffix);
+    // Open it again: an erased visitor's messages now read as erased.
+    if (state.current) await openConversation(state.current, false);
+  } catch (e) {
+    showError($('v-privacy-error'), e.message);
+  }
+}
+
+if ($('v-privacy')) {
+  $('v-withdraw').addEventListener('click', () => privacyAction(
+    'Withdraw this visitor’s consent to tracking? Their page views are deleted and no new ones are kept. Their conversations stay.',
+    { method: 'POST', suffix: '/consent/withdraw' }));
+  $('v-under16').addEventListener('click', () => privacyAction(
+    'Mark this visitor as under 16? ChatPacket keeps no data of children: everything about them is erased at once, on every node. This cannot be undone.',
+    { method: 'POST', suffix: '/under-16' }));
+  $('v-erase').addEventListener('click', () => privacyAction(
+    'Erase this visitor? Their contact, pages and messages are destroyed on every node and in every backup’s restore. This cannot be undone.',
+    { method: 'DELETE', suffix: '' }));
 }
 
 // ---- the socket --------------------------------------------------------
