@@ -61,6 +61,8 @@ type API struct {
 
 	limits widgetLimits // visitors' message rates (limits.go)
 
+	policy policyCache // the policy notices this node read last (policy.go)
+
 	// sockets are the open WebSocket connections: http.Server.Shutdown does
 	// not see hijacked connections, so CloseSockets closes them.
 	sockets struct {
@@ -123,6 +125,8 @@ func (a *API) Register(srv *Server) {
 	a.registerTeams(s)
 	a.registerAudit(s)
 	a.registerRights(s)
+	a.registerAccountExport(s)
+	a.registerPolicy(s)
 	a.registerWidgetUI(s)
 	a.registerDashboard(s)
 	srv.mount(s)

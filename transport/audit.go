@@ -98,14 +98,18 @@ func (a *API) listAudit(_ http.ResponseWriter, r *http.Request, p *principal) (i
 	}
 	out := make([]auditJSON, 0, len(events))
 	for _, e := range events {
-		d := e.Detail
-		if d == nil {
-			d = map[string]string{}
-		}
-		out = append(out, auditJSON{
-			At: time.UnixMilli(e.UnixMs).UTC().Format(time.RFC3339Nano), ActorID: idString(e.ActorId),
-			Action: e.Action, IP: e.Ip, Detail: d,
-		})
+		out = append(out, auditJSONOf(e))
 	}
 	return http.StatusOK, map[string]any{"events": out}, nil
+}
+
+func auditJSONOf(e *actorspb.AuditEvent) auditJSON {
+	d := e.Detail
+	if d == nil {
+		d = map[string]string{}
+	}
+	return auditJSON{
+		At: time.UnixMilli(e.UnixMs).UTC().Format(time.RFC3339Nano), ActorID: idString(e.ActorId),
+		Action: e.Action, IP: e.Ip, Detail: d,
+	}
 }

@@ -29,8 +29,13 @@ type accountState struct {
 }
 
 // WaitMail waits for the emails being sent in the background: call it when
-// the server stops, after the listener closed.
-func (a *API) WaitMail() { a.accounts.jobs.Wait() }
+// the server stops, after the listener closed. A policy notice's emails to
+// every owner (a bulk job that may take minutes) are stopped instead; the
+// node logs how far they got.
+func (a *API) WaitMail() {
+	a.stopPolicyMail()
+	a.accounts.jobs.Wait()
+}
 
 // background runs job with its own deadline, after the request that asked
 // for it has been answered. A failure is logged with the job's kind only:

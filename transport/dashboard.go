@@ -200,6 +200,7 @@ func pageHeaders(h http.Header) {
 func (a *API) renderPage(w http.ResponseWriter, r *http.Request, page string, d dashboard.Data) {
 	d.Page = page
 	d.Static = staticPrefix + dashboard.Version + "/"
+	d.Policy = a.policyBanner(r.Context())
 	var buf bytes.Buffer
 	if err := dashboard.Render(&buf, page, d); err != nil {
 		a.pageError(w, r, err)

@@ -62,6 +62,16 @@ func (a *API) invite(_ http.ResponseWriter, r *http.Request, p *principal) (int,
 	}}}}); err != nil {
 		return 0, nil, err
 	}
+	// Listed under the tenant too, for its export: the token record is
+	// found only by its hash.
+	if _, err := a.apply(r.Context(), &actorspb.Command{Op: &actorspb.Command_PutInvitation{PutInvitation: &actorspb.PutInvitation{
+		TenantId: p.tenant[:], Invitation: &actorspb.InvitationRecord{
+			TokenHash: hash, Email: normalizeEmail(req.Email), Role: role, InvitedBy: p.agent[:],
+			CreatedUnixMs: now.UnixMilli(), ExpiresUnixMs: expires.UnixMilli(),
+		},
+	}}}); err != nil {
+		return 0, nil, err
+	}
 	a.audit(r, p, AuditInvitationCreated, map[string]string{"email": normalizeEmail(req.Email), "role": roleName(role)})
 	return http.StatusCreated, map[string]string{
 		"token": token, "invite_url": a.linkOrigin(r) + "/invite/" + token, "expires_at": expires.UTC().Format(time.RFC3339),

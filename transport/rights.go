@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -181,19 +180,37 @@ func (a *API) exportVisitor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.audit(r, p, AuditVisitorExported, map[string]string{"visitor_id": id.String()})
-	// The server's WriteTimeout (30 s) is for ordinary answers: an export
-	// may take up to its own deadline.
-	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(ExportDeadline)); err != nil {
+	a.streamAttachment(w, r, ExportDeadline, "visitor-"+id.String()+".json", func(w io.Writer) error {
+		return a.writeExport(ctx, w, p.tenant, id, rec)
+	})
+}
+
+// streamAttachment answers 200 with a JSON attachment that write streams,
+// for up to deadline (the server's WriteTimeout, 30 s, is for ordinary
+// answers). The caller sets any other header first. If write fails once
+// the status is sent, all that is left is to cut the answer short, so
+// that the client sees a broken download rather than a short one.
+func (a *API) streamAttachment(w http.ResponseWriter, r *http.Request, deadline time.Duration, filename string, write func(io.Writer) error) {
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(deadline)); err != nil {
 		a.Log.Warn("export: cannot lift the write deadline", "err", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Disposition", `attachment; filename="visitor-`+id.String()+`.json"`)
+	w.Header().Set("Content-Disposition", `attachment; filename="`+filename+`"`)
 	w.WriteHeader(http.StatusOK)
-	if err := a.writeExport(ctx, w, p.tenant, id, rec); err != nil {
-		// The status is sent: all that is left is to cut the answer short,
-		// so that the client sees a broken download, not a short export.
+	if err := write(w); err != nil {
 		a.Log.Error("export failed", "path", r.URL.Path, "err", err)
 		panic(http.ErrAbortHandler)
+	}
+}
+
+// visitorJSONOf is what an export shows of a visitor's record.
+func visitorJSONOf(id storage.ID, rec *actorspb.VisitorRecord) exportedVisitorJSON {
+	t := rec.GetTech()
+	return exportedVisitorJSON{
+		ID: id.String(), CreatedAt: rfc3339(rec.CreatedUnixMs), LastSeenAt: rfc3339(rec.LastSeenUnixMs),
+		Contact:    contactJSON{Name: rec.ContactName, Email: rec.ContactEmail},
+		Technical:  technicalJSON{IP: t.GetIp(), UserAgent: t.GetUserAgent(), Browser: t.GetBrowser(), OS: t.GetOs(), Referrer: t.GetReferrer()},
+		Restricted: rec.Restricted, ConsentWithdrawn: rec.ConsentWithdrawn,
 	}
 }
 
@@ -202,50 +219,21 @@ func (a *API) exportVisitor(w http.ResponseWriter, r *http.Request) {
 // agents' notes (those are the business's own notes about the visitor, not
 // data the visitor gave).
 func (a *API) writeExport(ctx context.Context, w io.Writer, tenant, id storage.ID, rec *actorspb.VisitorRecord) error {
-	enc := json.NewEncoder(w)
-	put := func(s string) error {
-		_, err := io.WriteString(w, s)
+	s := &jsonStream{w: w}
+	s.raw(`{"exported_at":"` + a.Now().UTC().Format(time.RFC3339) + `","visitor":`)
+	s.value(visitorJSONOf(id, rec))
+	s.raw(`,"page_views":[`)
+	if err := a.writePageViews(ctx, s, tenant, id); err != nil {
 		return err
 	}
-	t := rec.GetTech()
-	v := exportedVisitorJSON{
-		ID: id.String(), CreatedAt: rfc3339(rec.CreatedUnixMs), LastSeenAt: rfc3339(rec.LastSeenUnixMs),
-		Contact:    contactJSON{Name: rec.ContactName, Email: rec.ContactEmail},
-		Technical:  technicalJSON{IP: t.GetIp(), UserAgent: t.GetUserAgent(), Browser: t.GetBrowser(), OS: t.GetOs(), Referrer: t.GetReferrer()},
-		Restricted: rec.Restricted, ConsentWithdrawn: rec.ConsentWithdrawn,
-	}
-	if err := put(`{"exported_at":"` + a.Now().UTC().Format(time.RFC3339) + `","visitor":`); err != nil {
-		return err
-	}
-	if err := enc.Encode(v); err != nil {
-		return err
-	}
-	if err := put(`,"page_views":[`); err != nil {
-		return err
-	}
-	n := 0
-	err := a.Machine.EachPageView(ctx, tenant, id, exportPage, func(pv *actorspb.PageViewRecord) error {
-		if n > 0 {
-			if err := put(","); err != nil {
-				return err
-			}
-		}
-		n++
-		return enc.Encode(pageViewJSON{URL: pv.Url, Title: pv.Title, Referrer: pv.Referrer, At: rfc3339(pv.UnixMs)})
-	})
-	if err != nil {
-		return err
-	}
-	if err := put(`],"conversations":[`); err != nil {
-		return err
-	}
+	s.raw(`],"conversations":[`)
 	list, err := a.Machine.VisitorConversations(ctx, tenant, id, maxExportConversations)
 	if err != nil {
 		return err
 	}
 	// The list is newest first; an export reads oldest first, like the
 	// page views.
-	first := true
+	convs := listOf(s)
 	for i := len(list) - 1; i >= 0; i-- {
 		conv := storage.BytesID(list[i].ConversationId)
 		crec, err := a.Machine.Conversation(ctx, tenant, conv)
@@ -255,30 +243,39 @@ func (a *API) writeExport(ctx context.Context, w io.Writer, tenant, id storage.I
 		case err != nil:
 			return err
 		}
-		if !first {
-			if err := put(","); err != nil {
-				return err
-			}
-		}
-		first = false
-		if err := put(`{"id":"` + conv.String() + `","status":"` + statusName(crec.Status) +
-			`","created_at":"` + rfc3339(crec.CreatedUnixMs) + `","messages":[`); err != nil {
+		convs.next()
+		s.raw(`{"id":"` + conv.String() + `","status":"` + statusName(crec.Status) +
+			`","created_at":"` + rfc3339(crec.CreatedUnixMs) + `","messages":[`)
+		if err := a.writeMessages(ctx, s, tenant, conv, false); err != nil {
 			return err
 		}
-		if err := a.writeMessages(ctx, w, enc, tenant, conv); err != nil {
-			return err
-		}
-		if err := put("]}"); err != nil {
-			return err
-		}
+		s.raw("]}")
 	}
-	return put("]}\n")
+	s.raw("]}\n")
+	return s.err
 }
 
-// writeMessages writes every message of a conversation but its notes, in
-// seq order, a page at a time.
-func (a *API) writeMessages(ctx context.Context, w io.Writer, enc *json.Encoder, tenant, conv storage.ID) error {
-	after, n := uint64(0), 0
+// writePageViews writes a visitor's page views, oldest first, as the items
+// of an array, a page at a time.
+func (a *API) writePageViews(ctx context.Context, s *jsonStream, tenant, visitor storage.ID) error {
+	views := listOf(s)
+	err := a.Machine.EachPageView(ctx, tenant, visitor, exportPage, func(pv *actorspb.PageViewRecord) error {
+		views.next()
+		s.value(pageViewJSON{URL: pv.Url, Title: pv.Title, Referrer: pv.Referrer, At: rfc3339(pv.UnixMs)})
+		return s.err
+	})
+	if err != nil {
+		return err
+	}
+	return s.err
+}
+
+// writeMessages writes the messages of a conversation as the items of an
+// array, in seq order, a page at a time; the agents' notes (marked
+// internal) only when notes.
+func (a *API) writeMessages(ctx context.Context, s *jsonStream, tenant, conv storage.ID, notes bool) error {
+	after := uint64(0)
+	msgs := listOf(s)
 	for {
 		page, err := a.Machine.Messages(ctx, tenant, conv, after, exportPage)
 		if err != nil {
@@ -286,22 +283,19 @@ func (a *API) writeMessages(ctx context.Context, w io.Writer, enc *json.Encoder,
 		}
 		for _, m := range page {
 			after = m.Seq
-			if m.Record != nil && m.Record.Internal {
+			if m.Record != nil && m.Record.Internal && !notes {
 				continue
 			}
 			out := messageJSON{Seq: m.Seq, Erased: true, Author: authorJSON{Kind: "visitor"}}
 			if !m.Erased {
-				out = messageJSON{Seq: m.Seq, Author: authorOf(m.Record.Author), Body: m.Record.Body, ClientID: m.Record.ClientId, CreatedAt: rfc3339(m.Record.CreatedUnixMs)}
+				out = messageJSON{Seq: m.Seq, Author: authorOf(m.Record.Author), Body: m.Record.Body, ClientID: m.Record.ClientId,
+					CreatedAt: rfc3339(m.Record.CreatedUnixMs), Internal: m.Record.Internal}
 			}
-			if n > 0 {
-				if _, err := io.WriteString(w, ","); err != nil {
-					return err
-				}
-			}
-			n++
-			if err := enc.Encode(out); err != nil {
-				return err
-			}
+			msgs.next()
+			s.value(out)
+		}
+		if s.err != nil {
+			return s.err
 		}
 		if len(page) < exportPage {
 			return nil

@@ -699,6 +699,8 @@ type Command struct {
 	//	*Command_ClosePrivacyRequest
 	//	*Command_ShredKeys
 	//	*Command_WithdrawConsent
+	//	*Command_PutInvitation
+	//	*Command_PutPolicyNotice
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1065,6 +1067,24 @@ func (x *Command) GetWithdrawConsent() *WithdrawConsent {
 	return nil
 }
 
+func (x *Command) GetPutInvitation() *PutInvitation {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutInvitation); ok {
+			return x.PutInvitation
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutPolicyNotice() *PutPolicyNotice {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutPolicyNotice); ok {
+			return x.PutPolicyNotice
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -1215,6 +1235,15 @@ type Command_WithdrawConsent struct {
 	WithdrawConsent *WithdrawConsent `protobuf:"bytes,44,opt,name=withdraw_consent,json=withdrawConsent,proto3,oneof"`
 }
 
+type Command_PutInvitation struct {
+	// account export and policy notices (step 6)
+	PutInvitation *PutInvitation `protobuf:"bytes,60,opt,name=put_invitation,json=putInvitation,proto3,oneof"`
+}
+
+type Command_PutPolicyNotice struct {
+	PutPolicyNotice *PutPolicyNotice `protobuf:"bytes,61,opt,name=put_policy_notice,json=putPolicyNotice,proto3,oneof"`
+}
+
 func (*Command_Post) isCommand_Op() {}
 
 func (*Command_Assign) isCommand_Op() {}
@@ -1286,6 +1315,10 @@ func (*Command_ClosePrivacyRequest) isCommand_Op() {}
 func (*Command_ShredKeys) isCommand_Op() {}
 
 func (*Command_WithdrawConsent) isCommand_Op() {}
+
+func (*Command_PutInvitation) isCommand_Op() {}
+
+func (*Command_PutPolicyNotice) isCommand_Op() {}
 
 // PostMessage appends a message. A conversation that does not exist yet is
 // created, open, for visitor_id. A client_id seen before in the conversation
@@ -5247,6 +5280,314 @@ func (x *ShredKeys) GetUnixMs() int64 {
 	return 0
 }
 
+// TenantVisitor is the entry of the per-tenant visitor index: one for each
+// visitor, written by CreateVisitor on the visitor's shard (keyed by tenant
+// id, visitor id) and sealed under the tenant key, so that an export finds
+// every visitor of a tenant, with or without conversations, and still
+// lists a visitor whose own key was shredded.
+type TenantVisitor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CreatedUnixMs int64                  `protobuf:"varint,1,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TenantVisitor) Reset() {
+	*x = TenantVisitor{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantVisitor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantVisitor) ProtoMessage() {}
+
+func (x *TenantVisitor) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantVisitor.ProtoReflect.Descriptor instead.
+func (*TenantVisitor) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *TenantVisitor) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+// InvitationRecord lists an invitation under its tenant (sealed under the
+// tenant key), so that the tenant's invitations can be enumerated: the
+// token record itself is found only by its hash. The invitation is
+// pending while its token exists and has not expired.
+type InvitationRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TokenHash     []byte                 `protobuf:"bytes,1,opt,name=token_hash,json=tokenHash,proto3" json:"token_hash,omitempty"` // SHA-256 of the token: never leaves the node
+	Email         string                 `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	Role          Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=chatpacket.actors.v1.Role" json:"role,omitempty"`
+	InvitedBy     []byte                 `protobuf:"bytes,4,opt,name=invited_by,json=invitedBy,proto3" json:"invited_by,omitempty"`
+	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	ExpiresUnixMs int64                  `protobuf:"varint,6,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InvitationRecord) Reset() {
+	*x = InvitationRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InvitationRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InvitationRecord) ProtoMessage() {}
+
+func (x *InvitationRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InvitationRecord.ProtoReflect.Descriptor instead.
+func (*InvitationRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *InvitationRecord) GetTokenHash() []byte {
+	if x != nil {
+		return x.TokenHash
+	}
+	return nil
+}
+
+func (x *InvitationRecord) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *InvitationRecord) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *InvitationRecord) GetInvitedBy() []byte {
+	if x != nil {
+		return x.InvitedBy
+	}
+	return nil
+}
+
+func (x *InvitationRecord) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+func (x *InvitationRecord) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+// PutInvitation lists an invitation under its tenant; putting it again
+// changes nothing.
+type PutInvitation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Invitation    *InvitationRecord      `protobuf:"bytes,2,opt,name=invitation,proto3" json:"invitation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutInvitation) Reset() {
+	*x = PutInvitation{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutInvitation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutInvitation) ProtoMessage() {}
+
+func (x *PutInvitation) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutInvitation.ProtoReflect.Descriptor instead.
+func (*PutInvitation) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *PutInvitation) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *PutInvitation) GetInvitation() *InvitationRecord {
+	if x != nil {
+		return x.Invitation
+	}
+	return nil
+}
+
+// PolicyNotice is an announced change of the service's privacy policy. It
+// holds no personal data: it is sealed under the cluster's index key, on
+// the shard of a fixed route, keyed by its effective time.
+type PolicyNotice struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	EffectiveUnixMs int64                  `protobuf:"varint,1,opt,name=effective_unix_ms,json=effectiveUnixMs,proto3" json:"effective_unix_ms,omitempty"` // 00:00 UTC of the effective date
+	Summary         string                 `protobuf:"bytes,2,opt,name=summary,proto3" json:"summary,omitempty"`
+	Url             string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	PublishedUnixMs int64                  `protobuf:"varint,4,opt,name=published_unix_ms,json=publishedUnixMs,proto3" json:"published_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PolicyNotice) Reset() {
+	*x = PolicyNotice{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyNotice) ProtoMessage() {}
+
+func (x *PolicyNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyNotice.ProtoReflect.Descriptor instead.
+func (*PolicyNotice) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *PolicyNotice) GetEffectiveUnixMs() int64 {
+	if x != nil {
+		return x.EffectiveUnixMs
+	}
+	return 0
+}
+
+func (x *PolicyNotice) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *PolicyNotice) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *PolicyNotice) GetPublishedUnixMs() int64 {
+	if x != nil {
+		return x.PublishedUnixMs
+	}
+	return 0
+}
+
+// PutPolicyNotice stores a notice; a notice of the same effective date is
+// replaced (a corrected summary), keeping its first publication time.
+type PutPolicyNotice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Notice        *PolicyNotice          `protobuf:"bytes,1,opt,name=notice,proto3" json:"notice,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutPolicyNotice) Reset() {
+	*x = PutPolicyNotice{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPolicyNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPolicyNotice) ProtoMessage() {}
+
+func (x *PutPolicyNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPolicyNotice.ProtoReflect.Descriptor instead.
+func (*PutPolicyNotice) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *PutPolicyNotice) GetNotice() *PolicyNotice {
+	if x != nil {
+		return x.Notice
+	}
+	return nil
+}
+
 var File_actors_actorspb_records_proto protoreflect.FileDescriptor
 
 const file_actors_actorspb_records_proto_rawDesc = "" +
@@ -5279,7 +5620,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x1a\n" +
 	"\binternal\x18\x06 \x01(\bR\binternal\"\"\n" +
 	"\x0eClientIDRecord\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xa2\x16\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xc5\x17\n" +
 	"\aCommand\x127\n" +
 	"\x04post\x18\x01 \x01(\v2!.chatpacket.actors.v1.PostMessageH\x00R\x04post\x12B\n" +
 	"\x06assign\x18\x02 \x01(\v2(.chatpacket.actors.v1.AssignConversationH\x00R\x06assign\x12?\n" +
@@ -5322,7 +5663,9 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x15close_privacy_request\x18* \x01(\v2).chatpacket.actors.v1.ClosePrivacyRequestH\x00R\x13closePrivacyRequest\x12@\n" +
 	"\n" +
 	"shred_keys\x18+ \x01(\v2\x1f.chatpacket.actors.v1.ShredKeysH\x00R\tshredKeys\x12R\n" +
-	"\x10withdraw_consent\x18, \x01(\v2%.chatpacket.actors.v1.WithdrawConsentH\x00R\x0fwithdrawConsentB\x04\n" +
+	"\x10withdraw_consent\x18, \x01(\v2%.chatpacket.actors.v1.WithdrawConsentH\x00R\x0fwithdrawConsent\x12L\n" +
+	"\x0eput_invitation\x18< \x01(\v2#.chatpacket.actors.v1.PutInvitationH\x00R\rputInvitation\x12S\n" +
+	"\x11put_policy_notice\x18= \x01(\v2%.chatpacket.actors.v1.PutPolicyNoticeH\x00R\x0fputPolicyNoticeB\x04\n" +
 	"\x02op\"\x8e\x02\n" +
 	"\vPostMessage\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
@@ -5633,7 +5976,30 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\tShredKeys\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\fR\x05route\x12\x17\n" +
 	"\akey_ids\x18\x02 \x03(\fR\x06keyIds\x12\x17\n" +
-	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs*q\n" +
+	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs\"7\n" +
+	"\rTenantVisitor\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x01 \x01(\x03R\rcreatedUnixMs\"\xe6\x01\n" +
+	"\x10InvitationRecord\x12\x1d\n" +
+	"\n" +
+	"token_hash\x18\x01 \x01(\fR\ttokenHash\x12\x14\n" +
+	"\x05email\x18\x02 \x01(\tR\x05email\x12.\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x1a.chatpacket.actors.v1.RoleR\x04role\x12\x1d\n" +
+	"\n" +
+	"invited_by\x18\x04 \x01(\fR\tinvitedBy\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x06 \x01(\x03R\rexpiresUnixMs\"t\n" +
+	"\rPutInvitation\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12F\n" +
+	"\n" +
+	"invitation\x18\x02 \x01(\v2&.chatpacket.actors.v1.InvitationRecordR\n" +
+	"invitation\"\x92\x01\n" +
+	"\fPolicyNotice\x12*\n" +
+	"\x11effective_unix_ms\x18\x01 \x01(\x03R\x0feffectiveUnixMs\x12\x18\n" +
+	"\asummary\x18\x02 \x01(\tR\asummary\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12*\n" +
+	"\x11published_unix_ms\x18\x04 \x01(\x03R\x0fpublishedUnixMs\"M\n" +
+	"\x0fPutPolicyNotice\x12:\n" +
+	"\x06notice\x18\x01 \x01(\v2\".chatpacket.actors.v1.PolicyNoticeR\x06notice*q\n" +
 	"\n" +
 	"AuthorKind\x12\x1b\n" +
 	"\x17AUTHOR_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -5688,7 +6054,7 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),                // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),        // 1: chatpacket.actors.v1.ConversationStatus
@@ -5760,13 +6126,18 @@ var file_actors_actorspb_records_proto_goTypes = []any{
 	(*ClosePrivacyRequest)(nil),    // 67: chatpacket.actors.v1.ClosePrivacyRequest
 	(*WithdrawConsent)(nil),        // 68: chatpacket.actors.v1.WithdrawConsent
 	(*ShredKeys)(nil),              // 69: chatpacket.actors.v1.ShredKeys
-	nil,                            // 70: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
-	nil,                            // 71: chatpacket.actors.v1.AuditEvent.DetailEntry
+	(*TenantVisitor)(nil),          // 70: chatpacket.actors.v1.TenantVisitor
+	(*InvitationRecord)(nil),       // 71: chatpacket.actors.v1.InvitationRecord
+	(*PutInvitation)(nil),          // 72: chatpacket.actors.v1.PutInvitation
+	(*PolicyNotice)(nil),           // 73: chatpacket.actors.v1.PolicyNotice
+	(*PutPolicyNotice)(nil),        // 74: chatpacket.actors.v1.PutPolicyNotice
+	nil,                            // 75: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	nil,                            // 76: chatpacket.actors.v1.AuditEvent.DetailEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	70, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	75, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 	6,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
 	11, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
 	12, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
@@ -5804,42 +6175,47 @@ var file_actors_actorspb_records_proto_depIdxs = []int32{
 	67, // 37: chatpacket.actors.v1.Command.close_privacy_request:type_name -> chatpacket.actors.v1.ClosePrivacyRequest
 	69, // 38: chatpacket.actors.v1.Command.shred_keys:type_name -> chatpacket.actors.v1.ShredKeys
 	68, // 39: chatpacket.actors.v1.Command.withdraw_consent:type_name -> chatpacket.actors.v1.WithdrawConsent
-	6,  // 40: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
-	1,  // 41: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	2,  // 42: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
-	4,  // 43: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
-	2,  // 44: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
-	21, // 45: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	3,  // 46: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
-	18, // 47: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	18, // 48: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
-	23, // 49: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
-	16, // 50: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	17, // 51: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	19, // 52: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	20, // 53: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	21, // 54: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	22, // 55: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	34, // 56: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
-	30, // 57: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
-	7,  // 58: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	38, // 59: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
-	5,  // 60: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
-	44, // 61: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
-	5,  // 62: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
-	46, // 63: chatpacket.actors.v1.AddAgentSession.session:type_name -> chatpacket.actors.v1.AgentSession
-	47, // 64: chatpacket.actors.v1.AddAgentSession.event:type_name -> chatpacket.actors.v1.LoginEvent
-	4,  // 65: chatpacket.actors.v1.ConsumeToken.kind:type_name -> chatpacket.actors.v1.TokenKind
-	57, // 66: chatpacket.actors.v1.PutTeam.team:type_name -> chatpacket.actors.v1.TeamRecord
-	2,  // 67: chatpacket.actors.v1.SetAgentRole.role:type_name -> chatpacket.actors.v1.Role
-	71, // 68: chatpacket.actors.v1.AuditEvent.detail:type_name -> chatpacket.actors.v1.AuditEvent.DetailEntry
-	62, // 69: chatpacket.actors.v1.AppendAudit.event:type_name -> chatpacket.actors.v1.AuditEvent
-	65, // 70: chatpacket.actors.v1.PutPrivacyRequest.request:type_name -> chatpacket.actors.v1.PrivacyRequest
-	71, // [71:71] is the sub-list for method output_type
-	71, // [71:71] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	72, // 40: chatpacket.actors.v1.Command.put_invitation:type_name -> chatpacket.actors.v1.PutInvitation
+	74, // 41: chatpacket.actors.v1.Command.put_policy_notice:type_name -> chatpacket.actors.v1.PutPolicyNotice
+	6,  // 42: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	1,  // 43: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
+	2,  // 44: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
+	4,  // 45: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
+	2,  // 46: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
+	21, // 47: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	3,  // 48: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
+	18, // 49: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	18, // 50: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	23, // 51: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
+	16, // 52: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	17, // 53: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	19, // 54: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	20, // 55: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	21, // 56: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	22, // 57: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	34, // 58: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
+	30, // 59: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
+	7,  // 60: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	38, // 61: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
+	5,  // 62: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
+	44, // 63: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
+	5,  // 64: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
+	46, // 65: chatpacket.actors.v1.AddAgentSession.session:type_name -> chatpacket.actors.v1.AgentSession
+	47, // 66: chatpacket.actors.v1.AddAgentSession.event:type_name -> chatpacket.actors.v1.LoginEvent
+	4,  // 67: chatpacket.actors.v1.ConsumeToken.kind:type_name -> chatpacket.actors.v1.TokenKind
+	57, // 68: chatpacket.actors.v1.PutTeam.team:type_name -> chatpacket.actors.v1.TeamRecord
+	2,  // 69: chatpacket.actors.v1.SetAgentRole.role:type_name -> chatpacket.actors.v1.Role
+	76, // 70: chatpacket.actors.v1.AuditEvent.detail:type_name -> chatpacket.actors.v1.AuditEvent.DetailEntry
+	62, // 71: chatpacket.actors.v1.AppendAudit.event:type_name -> chatpacket.actors.v1.AuditEvent
+	65, // 72: chatpacket.actors.v1.PutPrivacyRequest.request:type_name -> chatpacket.actors.v1.PrivacyRequest
+	2,  // 73: chatpacket.actors.v1.InvitationRecord.role:type_name -> chatpacket.actors.v1.Role
+	71, // 74: chatpacket.actors.v1.PutInvitation.invitation:type_name -> chatpacket.actors.v1.InvitationRecord
+	73, // 75: chatpacket.actors.v1.PutPolicyNotice.notice:type_name -> chatpacket.actors.v1.PolicyNotice
+	76, // [76:76] is the sub-list for method output_type
+	76, // [76:76] is the sub-list for method input_type
+	76, // [76:76] is the sub-list for extension type_name
+	76, // [76:76] is the sub-list for extension extendee
+	0,  // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -5884,6 +6260,8 @@ func file_actors_actorspb_records_proto_init() {
 		(*Command_ClosePrivacyRequest)(nil),
 		(*Command_ShredKeys)(nil),
 		(*Command_WithdrawConsent)(nil),
+		(*Command_PutInvitation)(nil),
+		(*Command_PutPolicyNotice)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5891,7 +6269,7 @@ func file_actors_actorspb_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   66,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -262,6 +262,14 @@ func (s *state) createVisitor(ctx context.Context, ch *change, v *actorspb.Visit
 		return nil, err
 	}
 	s.stage(ch, key, v)
+	// The tenant's visitor index, in the same batch: a visitor is never
+	// without its entry.
+	entry := &actorspb.TenantVisitor{CreatedUnixMs: v.CreatedUnixMs}
+	ikey := tenantVisitorKey(s.db, tenant, visitor)
+	if err := ch.staged.Put(ctx, ikey, storage.TenantKey(tenant), entry); err != nil {
+		return nil, err
+	}
+	s.stage(ch, ikey, entry)
 	return &actorspb.Result{Created: true}, nil
 }
 

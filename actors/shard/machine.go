@@ -51,6 +51,9 @@ const (
 	TableTeam                                                // (teams) TeamRecord by tenant id, team id
 	TableAudit                                               // (audit) AuditEvent by tenant id, time
 	TablePrivacyRequest                                      // (privacy) PrivacyRequest by tenant id, request id
+	TableTenantVisitor                                       // (export) TenantVisitor by tenant id, visitor id, on the visitor's shard
+	TableInvitation                                          // (export) InvitationRecord by tenant id, token hash
+	TablePolicyNotice                                        // (policy) PolicyNotice by effective time, on policyRoute's shard
 )
 
 // Limits on what a command may carry.
@@ -276,6 +279,10 @@ func routeOf(cmd *actorspb.Command) ([]byte, error) {
 		raw, field = op.ShredKeys.Route, "route"
 	case *actorspb.Command_WithdrawConsent:
 		raw, field = op.WithdrawConsent.VisitorId, "visitor_id"
+	case *actorspb.Command_PutInvitation:
+		raw, field = op.PutInvitation.TenantId, "tenant_id"
+	case *actorspb.Command_PutPolicyNotice:
+		return policyRoute[:], nil
 	default:
 		return nil, fmt.Errorf("%w: no operation", ErrInvalid)
 	}

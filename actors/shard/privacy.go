@@ -176,36 +176,12 @@ func (m *Machine) EachPageView(ctx context.Context, tenant, visitor storage.ID, 
 		return err
 	}
 	prefix := storage.Key(shardOf(m.db, visitor), TablePageView, visitor[:])
-	lower, upper := prefix, storage.PrefixEnd(prefix)
-	for {
-		var views []*actorspb.PageViewRecord
-		var last []byte
-		n := 0
-		err := m.scan(ctx, lower, upper, page, func(key []byte, unseal func(proto.Message) error) error {
-			last, n = append(last[:0], key...), n+1
-			var v actorspb.PageViewRecord
-			switch err := unseal(&v); {
-			case errors.Is(err, storage.ErrErased):
-				return nil
-			case err != nil:
-				return err
-			}
-			views = append(views, &v)
-			return nil
-		})
+	return eachPage(ctx, m, prefix, page, func(_ []byte, v *actorspb.PageViewRecord, err error) error {
 		if err != nil {
-			return err
+			return nil // erased: nothing to show
 		}
-		for _, v := range views {
-			if err := fn(v); err != nil {
-				return err
-			}
-		}
-		if n < page {
-			return nil
-		}
-		lower = append(last, 0) // the next key after the last one read
-	}
+		return fn(v)
+	})
 }
 
 func (s *state) withdrawConsent(ctx context.Context, ch *change, c *actorspb.WithdrawConsent) (*actorspb.Result, error) {

@@ -123,6 +123,10 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 		res, err = s.shredKeys(ctx, op.ShredKeys)
 	case *actorspb.Command_WithdrawConsent:
 		res, err = s.withdrawConsent(ctx, ch, op.WithdrawConsent)
+	case *actorspb.Command_PutInvitation:
+		res, err = s.putInvitation(ctx, ch, op.PutInvitation)
+	case *actorspb.Command_PutPolicyNotice:
+		res, err = s.putPolicyNotice(ctx, ch, op.PutPolicyNotice.GetNotice())
 	default:
 		err = fmt.Errorf("%w: no operation", ErrInvalid)
 	}

@@ -67,8 +67,13 @@ func (c *Client) dialError(err error) error {
 // do sends a request and returns a 200 answer; any other status is a
 // *RefusedError with the node's message.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
+	return c.send(ctx, method, path, q, nil)
+}
+
+// send is do with a request body.
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, body io.Reader) (*http.Response, error) {
 	u := url.URL{Scheme: "http", Host: "admin", Path: path, RawQuery: q.Encode()}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,9 @@ type Config struct {
 	// Backups is what POST /backup and GET /ledger read (its NodeID is
 	// filled in); nil answers them with 503.
 	Backups *backup.Source
+	// Policy publishes and lists policy notices (the node's API); nil:
+	// the policy calls answer 503.
+	Policy Policy
 }
 
 // Server is a node's admin endpoint.
@@ -102,6 +105,8 @@ func Start(cfg Config) (*Server, error) {
 	mux.HandleFunc("POST /drain", s.track(s.handleDrain))
 	mux.HandleFunc("POST /backup", s.track(s.handleBackup))
 	mux.HandleFunc("GET /ledger", s.track(s.handleLedger))
+	mux.HandleFunc("POST /policy", s.track(s.handlePublishPolicy))
+	mux.HandleFunc("GET /policy", s.track(s.handlePolicyNotices))
 	s.srv = &http.Server{
 		Handler:           mux,
 		BaseContext:       func(net.Listener) context.Context { return ctx },

@@ -28,7 +28,7 @@ command line wins over the environment.`,
 			return flagsFromEnv(cmd.Flags())
 		},
 	}
-	root.AddCommand(newServeCommand(), newAdminCommand(), newBenchCommand())
+	root.AddCommand(newServeCommand(), newAdminCommand(), newAccountCommand(), newBenchCommand())
 	return root
 }
 

@@ -250,14 +250,16 @@ type front struct {
 }
 
 func startFront(cfg serveConfig, log *slog.Logger, srv *transport.Server, node *cluster.Node, machine *shard.Machine, sender mail.Sender, overTLS bool, backups *backup.Source) (*front, error) {
-	adm, err := admin.Start(admin.Config{DataDir: cfg.dataDir, Node: node, Logger: log, Backups: backups})
-	if err != nil {
-		return nil, err
-	}
-	f := &front{adm: adm, gw: gateway.New(node.Cluster, log)}
-	f.api = &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: f.gw, Log: log, Now: time.Now,
+	gw := gateway.New(node.Cluster, log)
+	api := &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: gw, Log: log, Now: time.Now,
 		Mail: sender, TLS: overTLS, PublicOrigin: strings.TrimSuffix(cfg.publicURL, "/"),
 		MessageLimits: transport.MessageLimits{Off: !cfg.widgetLimits}}
+	adm, err := admin.Start(admin.Config{DataDir: cfg.dataDir, Node: node, Logger: log, Backups: backups, Policy: api})
+	if err != nil {
+		gw.Close()
+		return nil, err
+	}
+	f := &front{adm: adm, gw: gw, api: api}
 	f.api.Register(srv)
 	return f, nil
 }

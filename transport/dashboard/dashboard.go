@@ -115,6 +115,18 @@ type Data struct {
 	// Account page.
 	Email                    string
 	EmailVerified, TwoFactor bool
+
+	// Policy is the policy change every page announces; nil: none.
+	Policy *Policy
+}
+
+// Policy is a change of the service's privacy policy, coming (Changed
+// false) or past less than 30 days ago.
+type Policy struct {
+	Date    string // e.g. 12 December 2026
+	Summary string
+	URL     string
+	Changed bool
 }
 
 // Render writes page with data, or returns an error (and writes nothing)
