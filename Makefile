@@ -63,9 +63,9 @@ generate-check: tools
 # race detector: protoactor's remote sets gRPC's process-global logger on
 # every start (grpclog.SetLoggerV2), which races with the gRPC servers of the
 # nodes already running. Everything else runs with it.
-RACE_FREE := ./cluster ./actors/grains/...
+RACE_FREE := ./cluster ./actors/grains/... ./actors/retention
 unit:
-	go test -race -timeout 15m $(if $(SHORT),-short) $$(go list ./... | grep -v -e '/cluster$$' -e /actors/grains)
+	go test -race -timeout 15m $(if $(SHORT),-short) $$(go list ./... | grep -v -e '/cluster$$' -e /actors/grains -e /actors/retention)
 	go test -timeout 15m $(if $(SHORT),-short) $(RACE_FREE)
 
 ## bench: the benchmarks of bench/, interleaved rounds, summarised by benchstat

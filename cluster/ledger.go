@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -36,6 +37,19 @@ const ledgerAskTimeout = 2 * time.Second
 // serveLedger answers a peer's ledger questions from this node's store.
 func serveLedger(c actor.Context, db *storage.DB) bool {
 	switch req := c.Message().(type) {
+	case *clusterpb.LedgerPush:
+		ctx, cancel := context.WithTimeout(context.Background(), ledgerAskTimeout)
+		defer cancel()
+		entries, err := shredRecordsOf(req.Entries)
+		if err == nil {
+			_, err = db.ApplyLedger(ctx, entries)
+		}
+		reply := &clusterpb.LedgerPushReply{}
+		if err != nil {
+			reply.Error = err.Error()
+		}
+		c.Respond(reply)
+		return true
 	case *clusterpb.LedgerDigestRequest:
 		ctx, cancel := context.WithTimeout(context.Background(), ledgerAskTimeout)
 		defer cancel()
@@ -138,14 +152,9 @@ func pullLedger(n *Node, db *storage.DB, remote string, stop <-chan struct{}) er
 		case page.Error != "":
 			return errors.New(page.Error)
 		}
-		entries := make([]storage.ShredRecord, 0, len(page.Entries))
-		for _, e := range page.Entries {
-			var id storage.KeyID
-			if len(e.KeyId) != len(id) {
-				return errors.New("the peer sent a malformed key id")
-			}
-			copy(id[:], e.KeyId)
-			entries = append(entries, storage.ShredRecord{KeyID: id, At: time.Unix(e.ShreddedUnix, 0).UTC()})
+		entries, err := shredRecordsOf(page.Entries)
+		if err != nil {
+			return err
 		}
 		if _, err := db.ApplyLedger(ctx, entries); err != nil {
 			return err
@@ -155,6 +164,56 @@ func pullLedger(n *Node, db *storage.DB, remote string, stop <-chan struct{}) er
 		}
 		cursor = page.Next
 	}
+}
+
+func shredRecordsOf(in []*clusterpb.LedgerEntry) ([]storage.ShredRecord, error) {
+	out := make([]storage.ShredRecord, 0, len(in))
+	for _, e := range in {
+		var id storage.KeyID
+		if len(e.KeyId) != len(id) {
+			return nil, errors.New("a malformed key id")
+		}
+		copy(id[:], e.KeyId)
+		out = append(out, storage.ShredRecord{KeyID: id, At: time.Unix(e.ShreddedUnix, 0).UTC()})
+	}
+	return out, nil
+}
+
+var _ shard.LedgerPusher = (*ShardLog)(nil)
+
+// PushLedger hands entries to every live peer at once and waits for their
+// answers (within ctx): a shred's caller calls it before it answers, so
+// that no node still reads what was erased. A peer that does not answer
+// is logged, and learns the entries from the exchange once it can.
+func (l *ShardLog) PushLedger(ctx context.Context, entries []storage.ShredRecord) {
+	push := &clusterpb.LedgerPush{}
+	for _, e := range entries {
+		push.Entries = append(push.Entries, &clusterpb.LedgerEntry{KeyId: bytes.Clone(e.KeyID[:]), ShreddedUnix: e.At.Unix()})
+	}
+	timeout := ledgerAskTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = max(min(time.Until(d), timeout), time.Millisecond)
+	}
+	self := l.node.p.cfg.Identity.NodeID
+	var wg sync.WaitGroup
+	for _, p := range l.node.Peers() {
+		if p.NodeID == "" || p.NodeID == self {
+			continue
+		}
+		wg.Go(func() {
+			res, err := l.node.System.Root.RequestFuture(actor.NewPID(p.RemoteAddr, forwarderName), push, timeout).Result()
+			if r, ok := res.(*clusterpb.LedgerPushReply); err == nil && (!ok || r.Error != "") {
+				err = errors.New("it refused the entries")
+				if ok {
+					err = errors.New(r.Error)
+				}
+			}
+			if err != nil {
+				l.node.p.log.Warn("a shred did not reach a node at once; the ledger exchange will bring it", "peer", p.NodeID, "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // scrubLoop scrubs this node's raft state delay after its ledger grew, and

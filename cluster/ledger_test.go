@@ -19,7 +19,8 @@ import (
 // Every node enters the key in its ledger, the node that holds no replica
 // of the visitor's shard included (it can only learn it from the ledger
 // exchange), and the replicas scrub the message out of their raft state:
-// nothing any node can still open holds it.
+// nothing any node can still open holds it. A key shredded on one node
+// alone reaches the others through the ledger exchange.
 func TestErasureReachesEveryNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 4-node cluster: skipped with -short")
@@ -86,6 +87,23 @@ func TestErasureReachesEveryNode(t *testing.T) {
 	t.Logf("every node's ledger has the key %v after the shred", time.Since(shredded).Round(time.Millisecond))
 	waitUntil(t, 30*time.Second, func() error { return holdsCanary(ctx, nodes, canary, false) })
 	t.Logf("no node holds the canary %v after the shred", time.Since(shredded).Round(time.Millisecond))
+	// A key that one node alone shredded (as if the push had not reached
+	// the others) reaches them through the ledger exchange.
+	lone := storage.SubjectKey(tenant, storage.NewID()).ID
+	if err := nodes[1].DB.Shred(ctx, lone); err != nil {
+		t.Fatal(err)
+	}
+	exchanged := time.Now()
+	waitUntil(t, 20*time.Second, func() error {
+		for i, n := range nodes {
+			if ok, err := n.DB.Shredded(lone); err != nil || !ok {
+				return fmt.Errorf("node %d has not learnt the key from the exchange yet (%v)", i+1, err)
+			}
+		}
+		return nil
+	})
+	t.Logf("the exchange brought a lone shred to every node in %v", time.Since(exchanged).Round(time.Millisecond))
+
 	msgs, err := outsider.Machine.Messages(ctx, tenant, conv, 0, 10)
 	if err != nil || len(msgs) != 1 || !msgs[0].Erased {
 		for i, n := range nodes {

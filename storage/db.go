@@ -281,6 +281,23 @@ func (b *Batch) Put(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Mess
 	return b.put(ctx, pkey, ref, msg)
 }
 
+// PutOrErased is Put, except that when ref's key (or a key above it) is
+// shredded in this store it adds the erased stand-in (ErasedValue) instead
+// of failing, and reports erased. A replicated state machine writes with it
+// where the outcome must not depend on when this node learnt of a shred:
+// every replica then holds the same record, readable nowhere once every
+// node has the shred.
+func (b *Batch) PutOrErased(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Message) (erased bool, err error) {
+	err = b.Put(ctx, pkey, ref, msg)
+	if !errors.Is(err, ErrErased) {
+		return false, err
+	}
+	if b.pb == nil {
+		return false, errBatchClosed
+	}
+	return true, b.pb.Set(pkey, ErasedValue(ref.ID), nil)
+}
+
 func (b *Batch) put(ctx context.Context, pkey []byte, ref KeyRef, msg proto.Message) error {
 	if b.pb == nil {
 		return errBatchClosed

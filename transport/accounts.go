@@ -143,6 +143,10 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	if agent == nil || !ok {
 		return 0, nil, failed()
 	}
+	// Only a right password learns that the organization is going.
+	if err := a.refuseWhileTerminating(r.Context(), storage.BytesID(agent.TenantId), agent.Role); err != nil {
+		return 0, nil, err
+	}
 	if err := a.secondFactorAtLogin(w, r, agent, req.TOTP, func() { th.loginIP.spend(ipKey, now) }); err != nil {
 		return 0, nil, err
 	}

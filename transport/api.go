@@ -67,14 +67,21 @@ type API struct {
 	// not see hijacked connections, so CloseSockets closes them.
 	sockets struct {
 		sync.Mutex
-		open   map[*Conn]struct{}
+		open   map[*Conn]socketOwner
 		closed bool
 	}
 }
 
+// socketOwner is whose an open socket is: a termination closes the
+// sockets of its tenant but its owners'.
+type socketOwner struct {
+	tenant storage.ID
+	owner  bool
+}
+
 // track records an open socket; it refuses (and closes) new ones once
 // CloseSockets ran.
-func (a *API) track(c *Conn) bool {
+func (a *API) track(c *Conn, o socketOwner) bool {
 	a.sockets.Lock()
 	defer a.sockets.Unlock()
 	if a.sockets.closed {
@@ -82,9 +89,9 @@ func (a *API) track(c *Conn) bool {
 		return false
 	}
 	if a.sockets.open == nil {
-		a.sockets.open = map[*Conn]struct{}{}
+		a.sockets.open = map[*Conn]socketOwner{}
 	}
-	a.sockets.open[c] = struct{}{}
+	a.sockets.open[c] = o
 	return true
 }
 
@@ -124,6 +131,8 @@ func (a *API) Register(srv *Server) {
 	a.registerInvitations(s)
 	a.registerTeams(s)
 	a.registerAudit(s)
+	a.registerTermination(s)
+	a.registerAnalytics(s)
 	a.registerRights(s)
 	a.registerAccountExport(s)
 	a.registerPolicy(s)
@@ -330,6 +339,9 @@ func (a *API) authenticate(r *http.Request) (*principal, error) {
 		return nil, err
 	}
 	p.role = agent.Role
+	if err := a.refuseWhileTerminating(r.Context(), p.tenant, p.role); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 

@@ -38,6 +38,7 @@ func (a *API) registerDashboard(s *http.ServeMux) {
 	s.HandleFunc("GET /app/conversations/{id}", a.appPage("inbox", "Inbox"))
 	s.HandleFunc("GET /app/settings", a.appPage("settings", "Settings"))
 	s.HandleFunc("GET /app/team", a.appPage("team", "Team"))
+	s.HandleFunc("GET /app/analytics", a.appPage("analytics", "Analytics"))
 	s.HandleFunc("GET /app/account", a.appPage("account", "Account"))
 	s.HandleFunc("GET /app/privacy", a.appPage("privacy", "Privacy"))
 	s.HandleFunc("GET "+staticPrefix+"{version}/{file}", serveDashboardStatic)
@@ -162,6 +163,10 @@ func (a *API) appPage(page, title string) http.HandlerFunc {
 			Agent: &dashboard.Agent{ID: p.agent.String(), Name: agent.Name, Role: roleName(p.role)},
 			Owner: roleName(p.role) == "owner",
 		}
+		if term := terminationOf(t); term.Terminating {
+			d.DeleteAfter = term.DeleteAfter
+			d.DeleteAfterText = time.UnixMilli(t.DeleteAfterUnixMs).UTC().Format("2 January 2006, 15:04 UTC")
+		}
 		switch page {
 		case "inbox":
 			d.Conversation = r.PathValue("id")
@@ -176,6 +181,14 @@ func (a *API) appPage(page, title string) http.HandlerFunc {
 			d.Origin, d.WidgetKey, d.OrgName = a.ownOrigin(r), st.WidgetKey, st.Name
 			d.WidgetColor, d.WidgetGreeting = st.WidgetColor, st.WidgetGreeting
 			d.AllowedOrigins = strings.Join(st.AllowedOrigins, "\n")
+		case "analytics":
+			today := a.Now().UTC().Truncate(24 * time.Hour)
+			an, err := a.readAnalytics(ctx, p.tenant, today.AddDate(0, 0, -(DefaultAnalyticsDays-1)), today)
+			if err != nil {
+				a.pageError(w, r, err)
+				return
+			}
+			d.Analytics = chartOf(an)
 		case "account":
 			acc, err := a.Machine.Account(ctx, p.tenant, p.agent)
 			if err != nil {

@@ -92,6 +92,10 @@ func (a *API) invitationOf(r *http.Request) (*actorspb.TokenRecord, []byte, erro
 	case rec.Kind != actorspb.TokenKind_TOKEN_KIND_INVITATION, a.Now().UnixMilli() > rec.ExpiresUnixMs:
 		return nil, nil, errNoInvitation
 	}
+	// No one joins an organization that is being deleted.
+	if err := a.refuseWhileTerminating(r.Context(), storage.BytesID(rec.TenantId), rec.Role); err != nil {
+		return nil, nil, err
+	}
 	return rec, hash, nil
 }
 

@@ -232,7 +232,7 @@ func (a *API) PublishPolicy(ctx context.Context, req admin.PolicyPublish) (*admi
 			cancel()
 		}()
 		ctx := jobCtx
-		err := a.mailOwners(ctx, policyMail(n), func(sent bool) {
+		err := a.mailEveryOwner(ctx, policyMail(n), func(sent bool) {
 			counts.owners.Add(1)
 			if sent {
 				counts.sent.Add(1)
@@ -262,9 +262,9 @@ func (a *API) PublishPolicy(ctx context.Context, req admin.PolicyPublish) (*admi
 	return out, nil
 }
 
-// mailOwners sends m to the owners of every tenant of the cluster, calling
+// mailEveryOwner sends m to the owners of every tenant of the cluster, calling
 // counted once for each owner with whether the email went.
-func (a *API) mailOwners(ctx context.Context, m mail.Message, counted func(sent bool)) error {
+func (a *API) mailEveryOwner(ctx context.Context, m mail.Message, counted func(sent bool)) error {
 	if a.Mail == nil {
 		return errors.New("this node has no mail sender")
 	}

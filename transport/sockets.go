@@ -66,7 +66,7 @@ func (a *API) widgetSocket(w http.ResponseWriter, r *http.Request) {
 	// narrow it further once they are set. They are whole origins (scheme
 	// included), which the library's host patterns cannot express: checked
 	// here, then any origin passes the library.
-	settings, err := a.settings(v.tenant)
+	settings, err := a.widgetSettings(v.tenant)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -112,7 +112,8 @@ func (a *API) agentSocket(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *socket) serve(ctx context.Context) {
-	if !s.api.track(s.conn) {
+	owner := s.access != nil && s.access.role == actorspb.Role_ROLE_OWNER
+	if !s.api.track(s.conn, socketOwner{tenant: s.tenant, owner: owner}) {
 		return
 	}
 	defer s.api.untrack(s.conn)

@@ -34,7 +34,7 @@ func (a *API) widgetConfig(_ http.ResponseWriter, r *http.Request) (int, any, er
 	if err != nil {
 		return 0, nil, err
 	}
-	t, err := a.settings(tenant)
+	t, err := a.widgetSettings(tenant)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -59,7 +59,7 @@ func (a *API) widgetSession(_ http.ResponseWriter, r *http.Request) (int, any, e
 	if err != nil {
 		return 0, nil, err
 	}
-	settings, err := a.settings(tenant)
+	settings, err := a.widgetSettings(tenant)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -120,6 +120,9 @@ func (a *API) visitorOnly(fn func(w http.ResponseWriter, r *http.Request, v visi
 	return func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		v, err := a.authenticateVisitor(r, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
 		if err != nil {
+			return 0, nil, err
+		}
+		if _, err := a.widgetSettings(v.tenant); err != nil {
 			return 0, nil, err
 		}
 		return fn(w, r, v)

@@ -62,7 +62,7 @@ func (a *API) widgetFrame(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	settings, err := a.settings(tenant)
+	settings, err := a.widgetSettings(tenant)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

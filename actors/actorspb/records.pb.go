@@ -701,6 +701,10 @@ type Command struct {
 	//	*Command_WithdrawConsent
 	//	*Command_PutInvitation
 	//	*Command_PutPolicyNotice
+	//	*Command_SetTermination
+	//	*Command_RecordJobRun
+	//	*Command_PurgeAnalytics
+	//	*Command_ReleaseIndex
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1085,6 +1089,42 @@ func (x *Command) GetPutPolicyNotice() *PutPolicyNotice {
 	return nil
 }
 
+func (x *Command) GetSetTermination() *SetTermination {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetTermination); ok {
+			return x.SetTermination
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecordJobRun() *RecordJobRun {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RecordJobRun); ok {
+			return x.RecordJobRun
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPurgeAnalytics() *PurgeAnalytics {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PurgeAnalytics); ok {
+			return x.PurgeAnalytics
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReleaseIndex() *ReleaseIndex {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ReleaseIndex); ok {
+			return x.ReleaseIndex
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -1244,6 +1284,23 @@ type Command_PutPolicyNotice struct {
 	PutPolicyNotice *PutPolicyNotice `protobuf:"bytes,61,opt,name=put_policy_notice,json=putPolicyNotice,proto3,oneof"`
 }
 
+type Command_SetTermination struct {
+	// retention (step 6): 50–59
+	SetTermination *SetTermination `protobuf:"bytes,50,opt,name=set_termination,json=setTermination,proto3,oneof"`
+}
+
+type Command_RecordJobRun struct {
+	RecordJobRun *RecordJobRun `protobuf:"bytes,51,opt,name=record_job_run,json=recordJobRun,proto3,oneof"`
+}
+
+type Command_PurgeAnalytics struct {
+	PurgeAnalytics *PurgeAnalytics `protobuf:"bytes,52,opt,name=purge_analytics,json=purgeAnalytics,proto3,oneof"`
+}
+
+type Command_ReleaseIndex struct {
+	ReleaseIndex *ReleaseIndex `protobuf:"bytes,53,opt,name=release_index,json=releaseIndex,proto3,oneof"`
+}
+
 func (*Command_Post) isCommand_Op() {}
 
 func (*Command_Assign) isCommand_Op() {}
@@ -1319,6 +1376,14 @@ func (*Command_WithdrawConsent) isCommand_Op() {}
 func (*Command_PutInvitation) isCommand_Op() {}
 
 func (*Command_PutPolicyNotice) isCommand_Op() {}
+
+func (*Command_SetTermination) isCommand_Op() {}
+
+func (*Command_RecordJobRun) isCommand_Op() {}
+
+func (*Command_PurgeAnalytics) isCommand_Op() {}
+
+func (*Command_ReleaseIndex) isCommand_Op() {}
 
 // PostMessage appends a message. A conversation that does not exist yet is
 // created, open, for visitor_id. A client_id seen before in the conversation
@@ -1686,8 +1751,13 @@ type TenantRecord struct {
 	CreatedUnixMs  int64    `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
 	WidgetColor    string   `protobuf:"bytes,6,opt,name=widget_color,json=widgetColor,proto3" json:"widget_color,omitempty"`          // #rrggbb, the widget's accent
 	WidgetGreeting string   `protobuf:"bytes,7,opt,name=widget_greeting,json=widgetGreeting,proto3" json:"widget_greeting,omitempty"` // the first line a visitor sees
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Termination (retention, step 6): while delete_after_unix_ms is set the
+	// tenant is in its grace period; at that time retention shreds its key.
+	TerminatedUnixMs  int64  `protobuf:"varint,50,opt,name=terminated_unix_ms,json=terminatedUnixMs,proto3" json:"terminated_unix_ms,omitempty"`
+	DeleteAfterUnixMs int64  `protobuf:"varint,51,opt,name=delete_after_unix_ms,json=deleteAfterUnixMs,proto3" json:"delete_after_unix_ms,omitempty"`
+	TerminatedBy      []byte `protobuf:"bytes,52,opt,name=terminated_by,json=terminatedBy,proto3" json:"terminated_by,omitempty"` // the owner who asked
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *TenantRecord) Reset() {
@@ -1767,6 +1837,27 @@ func (x *TenantRecord) GetWidgetGreeting() string {
 		return x.WidgetGreeting
 	}
 	return ""
+}
+
+func (x *TenantRecord) GetTerminatedUnixMs() int64 {
+	if x != nil {
+		return x.TerminatedUnixMs
+	}
+	return 0
+}
+
+func (x *TenantRecord) GetDeleteAfterUnixMs() int64 {
+	if x != nil {
+		return x.DeleteAfterUnixMs
+	}
+	return 0
+}
+
+func (x *TenantRecord) GetTerminatedBy() []byte {
+	if x != nil {
+		return x.TerminatedBy
+	}
+	return nil
 }
 
 // AgentRecord is a member of a tenant's team, sealed under the agent's own
@@ -2862,10 +2953,13 @@ func (x *SetVisitorContact) GetEmail() string {
 }
 
 type AddPageView struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TenantId      []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	VisitorId     []byte                 `protobuf:"bytes,2,opt,name=visitor_id,json=visitorId,proto3" json:"visitor_id,omitempty"`
-	View          *PageViewRecord        `protobuf:"bytes,3,opt,name=view,proto3" json:"view,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	TenantId  []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	VisitorId []byte                 `protobuf:"bytes,2,opt,name=visitor_id,json=visitorId,proto3" json:"visitor_id,omitempty"`
+	View      *PageViewRecord        `protobuf:"bytes,3,opt,name=view,proto3" json:"view,omitempty"`
+	// event_id (8 random bytes, chosen by the proposer) keys the analytics
+	// event the view also records; empty records none.
+	EventId       []byte `protobuf:"bytes,50,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2917,6 +3011,13 @@ func (x *AddPageView) GetVisitorId() []byte {
 func (x *AddPageView) GetView() *PageViewRecord {
 	if x != nil {
 		return x.View
+	}
+	return nil
+}
+
+func (x *AddPageView) GetEventId() []byte {
+	if x != nil {
+		return x.EventId
 	}
 	return nil
 }
@@ -3168,11 +3269,14 @@ func (x *AddToInbox) GetEntry() *InboxEntry {
 
 // Result is what applying a command answers.
 type Result struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`                  // post: the message's seq
-	Duplicate     bool                   `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`      // post: client_id seen before; nothing stored
-	Created       bool                   `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`          // post: the conversation was created by it
-	Conversation  *ConversationRecord    `protobuf:"bytes,4,opt,name=conversation,proto3" json:"conversation,omitempty"` // the conversation after the command
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Seq          uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`                  // post: the message's seq
+	Duplicate    bool                   `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`      // post: client_id seen before; nothing stored
+	Created      bool                   `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`          // post: the conversation was created by it
+	Conversation *ConversationRecord    `protobuf:"bytes,4,opt,name=conversation,proto3" json:"conversation,omitempty"` // the conversation after the command
+	// post: the visitor's key was shredded on the replica that answered:
+	// the message took its seq but was stored erased (see shard.post).
+	Erased        bool `protobuf:"varint,5,opt,name=erased,proto3" json:"erased,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3233,6 +3337,13 @@ func (x *Result) GetConversation() *ConversationRecord {
 		return x.Conversation
 	}
 	return nil
+}
+
+func (x *Result) GetErased() bool {
+	if x != nil {
+		return x.Erased
+	}
+	return false
 }
 
 // Reply is what a shard's state machine answers for one command, in a form
@@ -5588,6 +5699,399 @@ func (x *PutPolicyNotice) GetNotice() *PolicyNotice {
 	return nil
 }
 
+// AnalyticsEvent is one page view as analytics keep it, sealed under the
+// tenant's key of its month (storage.MonthKey), which retention shreds 12
+// months later. It carries nothing that points to a person: no visitor id,
+// no query string or fragment (where sites put emails and tokens), only the
+// referrer's host and a device class.
+type AnalyticsEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UnixMs        int64                  `protobuf:"varint,1,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	ReferrerHost  string                 `protobuf:"bytes,3,opt,name=referrer_host,json=referrerHost,proto3" json:"referrer_host,omitempty"`
+	Device        string                 `protobuf:"bytes,4,opt,name=device,proto3" json:"device,omitempty"` // desktop, mobile, tablet or unknown
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnalyticsEvent) Reset() {
+	*x = AnalyticsEvent{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnalyticsEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnalyticsEvent) ProtoMessage() {}
+
+func (x *AnalyticsEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnalyticsEvent.ProtoReflect.Descriptor instead.
+func (*AnalyticsEvent) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *AnalyticsEvent) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+func (x *AnalyticsEvent) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *AnalyticsEvent) GetReferrerHost() string {
+	if x != nil {
+		return x.ReferrerHost
+	}
+	return ""
+}
+
+func (x *AnalyticsEvent) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+// SetTermination starts a tenant's termination (delete_after_unix_ms > 0)
+// or cancels it (0). Starting it again keeps the first delete_after.
+type SetTermination struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	TenantId          []byte                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	DeleteAfterUnixMs int64                  `protobuf:"varint,2,opt,name=delete_after_unix_ms,json=deleteAfterUnixMs,proto3" json:"delete_after_unix_ms,omitempty"`
+	UnixMs            int64                  `protobuf:"varint,3,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	AgentId           []byte                 `protobuf:"bytes,4,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *SetTermination) Reset() {
+	*x = SetTermination{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTermination) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTermination) ProtoMessage() {}
+
+func (x *SetTermination) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTermination.ProtoReflect.Descriptor instead.
+func (*SetTermination) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *SetTermination) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *SetTermination) GetDeleteAfterUnixMs() int64 {
+	if x != nil {
+		return x.DeleteAfterUnixMs
+	}
+	return 0
+}
+
+func (x *SetTermination) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+func (x *SetTermination) GetAgentId() []byte {
+	if x != nil {
+		return x.AgentId
+	}
+	return nil
+}
+
+// JobRunRecord is the last period a retention job completed on a shard.
+type JobRunRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Period        int64                  `protobuf:"varint,2,opt,name=period,proto3" json:"period,omitempty"`
+	UnixMs        int64                  `protobuf:"varint,3,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobRunRecord) Reset() {
+	*x = JobRunRecord{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobRunRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobRunRecord) ProtoMessage() {}
+
+func (x *JobRunRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobRunRecord.ProtoReflect.Descriptor instead.
+func (*JobRunRecord) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *JobRunRecord) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *JobRunRecord) GetPeriod() int64 {
+	if x != nil {
+		return x.Period
+	}
+	return 0
+}
+
+func (x *JobRunRecord) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+// RecordJobRun records that job completed period on the shard that route
+// (a 16-byte id of that shard, see shard.RouteOfShard) belongs to. A period
+// before the recorded one changes nothing.
+type RecordJobRun struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Route         []byte                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
+	Job           string                 `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Period        int64                  `protobuf:"varint,3,opt,name=period,proto3" json:"period,omitempty"`
+	UnixMs        int64                  `protobuf:"varint,4,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordJobRun) Reset() {
+	*x = RecordJobRun{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordJobRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordJobRun) ProtoMessage() {}
+
+func (x *RecordJobRun) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordJobRun.ProtoReflect.Descriptor instead.
+func (*RecordJobRun) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *RecordJobRun) GetRoute() []byte {
+	if x != nil {
+		return x.Route
+	}
+	return nil
+}
+
+func (x *RecordJobRun) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *RecordJobRun) GetPeriod() int64 {
+	if x != nil {
+		return x.Period
+	}
+	return 0
+}
+
+func (x *RecordJobRun) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+// PurgeAnalytics deletes a tenant's analytics events of one month (UTC
+// yyyymm) in one shard, after its key was shredded: the space is
+// reclaimed.
+type PurgeAnalytics struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Route         []byte                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"` // any 16-byte id of the shard whose events go (shard.RouteOfShard)
+	TenantId      []byte                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Month         uint32                 `protobuf:"varint,3,opt,name=month,proto3" json:"month,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeAnalytics) Reset() {
+	*x = PurgeAnalytics{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeAnalytics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeAnalytics) ProtoMessage() {}
+
+func (x *PurgeAnalytics) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeAnalytics.ProtoReflect.Descriptor instead.
+func (*PurgeAnalytics) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *PurgeAnalytics) GetRoute() []byte {
+	if x != nil {
+		return x.Route
+	}
+	return nil
+}
+
+func (x *PurgeAnalytics) GetTenantId() []byte {
+	if x != nil {
+		return x.TenantId
+	}
+	return nil
+}
+
+func (x *PurgeAnalytics) GetMonth() uint32 {
+	if x != nil {
+		return x.Month
+	}
+	return 0
+}
+
+// ReleaseIndex deletes an index entry if it holds record (an erased
+// tenant's agent emails and widget key, so that they can be used again).
+// An entry that is absent or holds another record is left as it is.
+type ReleaseIndex struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          *IndexName             `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Record        *IndexRecord           `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseIndex) Reset() {
+	*x = ReleaseIndex{}
+	mi := &file_actors_actorspb_records_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseIndex) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseIndex) ProtoMessage() {}
+
+func (x *ReleaseIndex) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorspb_records_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseIndex.ProtoReflect.Descriptor instead.
+func (*ReleaseIndex) Descriptor() ([]byte, []int) {
+	return file_actors_actorspb_records_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *ReleaseIndex) GetName() *IndexName {
+	if x != nil {
+		return x.Name
+	}
+	return nil
+}
+
+func (x *ReleaseIndex) GetRecord() *IndexRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
 var File_actors_actorspb_records_proto protoreflect.FileDescriptor
 
 const file_actors_actorspb_records_proto_rawDesc = "" +
@@ -5620,7 +6124,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x1a\n" +
 	"\binternal\x18\x06 \x01(\bR\binternal\"\"\n" +
 	"\x0eClientIDRecord\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xc5\x17\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xfe\x19\n" +
 	"\aCommand\x127\n" +
 	"\x04post\x18\x01 \x01(\v2!.chatpacket.actors.v1.PostMessageH\x00R\x04post\x12B\n" +
 	"\x06assign\x18\x02 \x01(\v2(.chatpacket.actors.v1.AssignConversationH\x00R\x06assign\x12?\n" +
@@ -5665,7 +6169,11 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"shred_keys\x18+ \x01(\v2\x1f.chatpacket.actors.v1.ShredKeysH\x00R\tshredKeys\x12R\n" +
 	"\x10withdraw_consent\x18, \x01(\v2%.chatpacket.actors.v1.WithdrawConsentH\x00R\x0fwithdrawConsent\x12L\n" +
 	"\x0eput_invitation\x18< \x01(\v2#.chatpacket.actors.v1.PutInvitationH\x00R\rputInvitation\x12S\n" +
-	"\x11put_policy_notice\x18= \x01(\v2%.chatpacket.actors.v1.PutPolicyNoticeH\x00R\x0fputPolicyNoticeB\x04\n" +
+	"\x11put_policy_notice\x18= \x01(\v2%.chatpacket.actors.v1.PutPolicyNoticeH\x00R\x0fputPolicyNotice\x12O\n" +
+	"\x0fset_termination\x182 \x01(\v2$.chatpacket.actors.v1.SetTerminationH\x00R\x0esetTermination\x12J\n" +
+	"\x0erecord_job_run\x183 \x01(\v2\".chatpacket.actors.v1.RecordJobRunH\x00R\frecordJobRun\x12O\n" +
+	"\x0fpurge_analytics\x184 \x01(\v2$.chatpacket.actors.v1.PurgeAnalyticsH\x00R\x0epurgeAnalytics\x12I\n" +
+	"\rrelease_index\x185 \x01(\v2\".chatpacket.actors.v1.ReleaseIndexH\x00R\freleaseIndexB\x04\n" +
 	"\x02op\"\x8e\x02\n" +
 	"\vPostMessage\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
@@ -5694,7 +6202,7 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\fR\x0econversationId\x12\x1b\n" +
 	"\treader_id\x18\x03 \x01(\fR\breaderId\x12\x10\n" +
-	"\x03seq\x18\x04 \x01(\x04R\x03seq\"\xee\x01\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\"\xf2\x02\n" +
 	"\fTenantRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -5703,7 +6211,10 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x0fallowed_origins\x18\x04 \x03(\tR\x0eallowedOrigins\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12!\n" +
 	"\fwidget_color\x18\x06 \x01(\tR\vwidgetColor\x12'\n" +
-	"\x0fwidget_greeting\x18\a \x01(\tR\x0ewidgetGreeting\"\xe1\x01\n" +
+	"\x0fwidget_greeting\x18\a \x01(\tR\x0ewidgetGreeting\x12,\n" +
+	"\x12terminated_unix_ms\x182 \x01(\x03R\x10terminatedUnixMs\x12/\n" +
+	"\x14delete_after_unix_ms\x183 \x01(\x03R\x11deleteAfterUnixMs\x12#\n" +
+	"\rterminated_by\x184 \x01(\fR\fterminatedBy\"\xe1\x01\n" +
 	"\vAgentRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12\x12\n" +
@@ -5789,12 +6300,13 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\n" +
 	"visitor_id\x18\x02 \x01(\fR\tvisitorId\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
-	"\x05email\x18\x04 \x01(\tR\x05email\"\x83\x01\n" +
+	"\x05email\x18\x04 \x01(\tR\x05email\"\x9e\x01\n" +
 	"\vAddPageView\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12\x1d\n" +
 	"\n" +
 	"visitor_id\x18\x02 \x01(\fR\tvisitorId\x128\n" +
-	"\x04view\x18\x03 \x01(\v2$.chatpacket.actors.v1.PageViewRecordR\x04view\"f\n" +
+	"\x04view\x18\x03 \x01(\v2$.chatpacket.actors.v1.PageViewRecordR\x04view\x12\x19\n" +
+	"\bevent_id\x182 \x01(\fR\aeventId\"f\n" +
 	"\x13VisitorConversation\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\fR\x0econversationId\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x02 \x01(\x03R\rcreatedUnixMs\"\x95\x01\n" +
@@ -5812,12 +6324,13 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\n" +
 	"AddToInbox\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x126\n" +
-	"\x05entry\x18\x02 \x01(\v2 .chatpacket.actors.v1.InboxEntryR\x05entry\"\xa0\x01\n" +
+	"\x05entry\x18\x02 \x01(\v2 .chatpacket.actors.v1.InboxEntryR\x05entry\"\xb8\x01\n" +
 	"\x06Result\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x18\n" +
 	"\acreated\x18\x03 \x01(\bR\acreated\x12L\n" +
-	"\fconversation\x18\x04 \x01(\v2(.chatpacket.actors.v1.ConversationRecordR\fconversation\"\x8e\x01\n" +
+	"\fconversation\x18\x04 \x01(\v2(.chatpacket.actors.v1.ConversationRecordR\fconversation\x12\x16\n" +
+	"\x06erased\x18\x05 \x01(\bR\x06erased\"\x8e\x01\n" +
 	"\x05Reply\x124\n" +
 	"\x06result\x18\x01 \x01(\v2\x1c.chatpacket.actors.v1.ResultR\x06result\x125\n" +
 	"\x05error\x18\x02 \x01(\x0e2\x1f.chatpacket.actors.v1.ErrorCodeR\x05error\x12\x18\n" +
@@ -5999,7 +6512,33 @@ const file_actors_actorspb_records_proto_rawDesc = "" +
 	"\x03url\x18\x03 \x01(\tR\x03url\x12*\n" +
 	"\x11published_unix_ms\x18\x04 \x01(\x03R\x0fpublishedUnixMs\"M\n" +
 	"\x0fPutPolicyNotice\x12:\n" +
-	"\x06notice\x18\x01 \x01(\v2\".chatpacket.actors.v1.PolicyNoticeR\x06notice*q\n" +
+	"\x06notice\x18\x01 \x01(\v2\".chatpacket.actors.v1.PolicyNoticeR\x06notice\"z\n" +
+	"\x0eAnalyticsEvent\x12\x17\n" +
+	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12#\n" +
+	"\rreferrer_host\x18\x03 \x01(\tR\freferrerHost\x12\x16\n" +
+	"\x06device\x18\x04 \x01(\tR\x06device\"\x92\x01\n" +
+	"\x0eSetTermination\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\fR\btenantId\x12/\n" +
+	"\x14delete_after_unix_ms\x18\x02 \x01(\x03R\x11deleteAfterUnixMs\x12\x17\n" +
+	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs\x12\x19\n" +
+	"\bagent_id\x18\x04 \x01(\fR\aagentId\"Q\n" +
+	"\fJobRunRecord\x12\x10\n" +
+	"\x03job\x18\x01 \x01(\tR\x03job\x12\x16\n" +
+	"\x06period\x18\x02 \x01(\x03R\x06period\x12\x17\n" +
+	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs\"g\n" +
+	"\fRecordJobRun\x12\x14\n" +
+	"\x05route\x18\x01 \x01(\fR\x05route\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\x12\x16\n" +
+	"\x06period\x18\x03 \x01(\x03R\x06period\x12\x17\n" +
+	"\aunix_ms\x18\x04 \x01(\x03R\x06unixMs\"Y\n" +
+	"\x0ePurgeAnalytics\x12\x14\n" +
+	"\x05route\x18\x01 \x01(\fR\x05route\x12\x1b\n" +
+	"\ttenant_id\x18\x02 \x01(\fR\btenantId\x12\x14\n" +
+	"\x05month\x18\x03 \x01(\rR\x05month\"~\n" +
+	"\fReleaseIndex\x123\n" +
+	"\x04name\x18\x01 \x01(\v2\x1f.chatpacket.actors.v1.IndexNameR\x04name\x129\n" +
+	"\x06record\x18\x02 \x01(\v2!.chatpacket.actors.v1.IndexRecordR\x06record*q\n" +
 	"\n" +
 	"AuthorKind\x12\x1b\n" +
 	"\x17AUTHOR_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -6054,7 +6593,7 @@ func file_actors_actorspb_records_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorspb_records_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_actors_actorspb_records_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
 var file_actors_actorspb_records_proto_goTypes = []any{
 	(AuthorKind)(0),                // 0: chatpacket.actors.v1.AuthorKind
 	(ConversationStatus)(0),        // 1: chatpacket.actors.v1.ConversationStatus
@@ -6131,13 +6670,19 @@ var file_actors_actorspb_records_proto_goTypes = []any{
 	(*PutInvitation)(nil),          // 72: chatpacket.actors.v1.PutInvitation
 	(*PolicyNotice)(nil),           // 73: chatpacket.actors.v1.PolicyNotice
 	(*PutPolicyNotice)(nil),        // 74: chatpacket.actors.v1.PutPolicyNotice
-	nil,                            // 75: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
-	nil,                            // 76: chatpacket.actors.v1.AuditEvent.DetailEntry
+	(*AnalyticsEvent)(nil),         // 75: chatpacket.actors.v1.AnalyticsEvent
+	(*SetTermination)(nil),         // 76: chatpacket.actors.v1.SetTermination
+	(*JobRunRecord)(nil),           // 77: chatpacket.actors.v1.JobRunRecord
+	(*RecordJobRun)(nil),           // 78: chatpacket.actors.v1.RecordJobRun
+	(*PurgeAnalytics)(nil),         // 79: chatpacket.actors.v1.PurgeAnalytics
+	(*ReleaseIndex)(nil),           // 80: chatpacket.actors.v1.ReleaseIndex
+	nil,                            // 81: chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	nil,                            // 82: chatpacket.actors.v1.AuditEvent.DetailEntry
 }
 var file_actors_actorspb_records_proto_depIdxs = []int32{
 	0,  // 0: chatpacket.actors.v1.Author.kind:type_name -> chatpacket.actors.v1.AuthorKind
 	1,  // 1: chatpacket.actors.v1.ConversationRecord.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	75, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
+	81, // 2: chatpacket.actors.v1.ConversationRecord.read_seq:type_name -> chatpacket.actors.v1.ConversationRecord.ReadSeqEntry
 	6,  // 3: chatpacket.actors.v1.MessageRecord.author:type_name -> chatpacket.actors.v1.Author
 	11, // 4: chatpacket.actors.v1.Command.post:type_name -> chatpacket.actors.v1.PostMessage
 	12, // 5: chatpacket.actors.v1.Command.assign:type_name -> chatpacket.actors.v1.AssignConversation
@@ -6177,45 +6722,51 @@ var file_actors_actorspb_records_proto_depIdxs = []int32{
 	68, // 39: chatpacket.actors.v1.Command.withdraw_consent:type_name -> chatpacket.actors.v1.WithdrawConsent
 	72, // 40: chatpacket.actors.v1.Command.put_invitation:type_name -> chatpacket.actors.v1.PutInvitation
 	74, // 41: chatpacket.actors.v1.Command.put_policy_notice:type_name -> chatpacket.actors.v1.PutPolicyNotice
-	6,  // 42: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
-	1,  // 43: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
-	2,  // 44: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
-	4,  // 45: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
-	2,  // 46: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
-	21, // 47: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	3,  // 48: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
-	18, // 49: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
-	18, // 50: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
-	23, // 51: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
-	16, // 52: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
-	17, // 53: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
-	19, // 54: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
-	20, // 55: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
-	21, // 56: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
-	22, // 57: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
-	34, // 58: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
-	30, // 59: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
-	7,  // 60: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
-	38, // 61: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
-	5,  // 62: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
-	44, // 63: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
-	5,  // 64: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
-	46, // 65: chatpacket.actors.v1.AddAgentSession.session:type_name -> chatpacket.actors.v1.AgentSession
-	47, // 66: chatpacket.actors.v1.AddAgentSession.event:type_name -> chatpacket.actors.v1.LoginEvent
-	4,  // 67: chatpacket.actors.v1.ConsumeToken.kind:type_name -> chatpacket.actors.v1.TokenKind
-	57, // 68: chatpacket.actors.v1.PutTeam.team:type_name -> chatpacket.actors.v1.TeamRecord
-	2,  // 69: chatpacket.actors.v1.SetAgentRole.role:type_name -> chatpacket.actors.v1.Role
-	76, // 70: chatpacket.actors.v1.AuditEvent.detail:type_name -> chatpacket.actors.v1.AuditEvent.DetailEntry
-	62, // 71: chatpacket.actors.v1.AppendAudit.event:type_name -> chatpacket.actors.v1.AuditEvent
-	65, // 72: chatpacket.actors.v1.PutPrivacyRequest.request:type_name -> chatpacket.actors.v1.PrivacyRequest
-	2,  // 73: chatpacket.actors.v1.InvitationRecord.role:type_name -> chatpacket.actors.v1.Role
-	71, // 74: chatpacket.actors.v1.PutInvitation.invitation:type_name -> chatpacket.actors.v1.InvitationRecord
-	73, // 75: chatpacket.actors.v1.PutPolicyNotice.notice:type_name -> chatpacket.actors.v1.PolicyNotice
-	76, // [76:76] is the sub-list for method output_type
-	76, // [76:76] is the sub-list for method input_type
-	76, // [76:76] is the sub-list for extension type_name
-	76, // [76:76] is the sub-list for extension extendee
-	0,  // [0:76] is the sub-list for field type_name
+	76, // 42: chatpacket.actors.v1.Command.set_termination:type_name -> chatpacket.actors.v1.SetTermination
+	78, // 43: chatpacket.actors.v1.Command.record_job_run:type_name -> chatpacket.actors.v1.RecordJobRun
+	79, // 44: chatpacket.actors.v1.Command.purge_analytics:type_name -> chatpacket.actors.v1.PurgeAnalytics
+	80, // 45: chatpacket.actors.v1.Command.release_index:type_name -> chatpacket.actors.v1.ReleaseIndex
+	6,  // 46: chatpacket.actors.v1.PostMessage.author:type_name -> chatpacket.actors.v1.Author
+	1,  // 47: chatpacket.actors.v1.SetConversationStatus.status:type_name -> chatpacket.actors.v1.ConversationStatus
+	2,  // 48: chatpacket.actors.v1.AgentRecord.role:type_name -> chatpacket.actors.v1.Role
+	4,  // 49: chatpacket.actors.v1.TokenRecord.kind:type_name -> chatpacket.actors.v1.TokenKind
+	2,  // 50: chatpacket.actors.v1.TokenRecord.role:type_name -> chatpacket.actors.v1.Role
+	21, // 51: chatpacket.actors.v1.VisitorRecord.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	3,  // 52: chatpacket.actors.v1.IndexName.scope:type_name -> chatpacket.actors.v1.IndexScope
+	18, // 53: chatpacket.actors.v1.ClaimIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	18, // 54: chatpacket.actors.v1.ClaimIndex.replace:type_name -> chatpacket.actors.v1.IndexRecord
+	23, // 55: chatpacket.actors.v1.ClaimIndex.name:type_name -> chatpacket.actors.v1.IndexName
+	16, // 56: chatpacket.actors.v1.CreateTenant.tenant:type_name -> chatpacket.actors.v1.TenantRecord
+	17, // 57: chatpacket.actors.v1.CreateAgent.agent:type_name -> chatpacket.actors.v1.AgentRecord
+	19, // 58: chatpacket.actors.v1.PutToken.token:type_name -> chatpacket.actors.v1.TokenRecord
+	20, // 59: chatpacket.actors.v1.CreateVisitor.visitor:type_name -> chatpacket.actors.v1.VisitorRecord
+	21, // 60: chatpacket.actors.v1.TouchVisitor.tech:type_name -> chatpacket.actors.v1.VisitorTech
+	22, // 61: chatpacket.actors.v1.AddPageView.view:type_name -> chatpacket.actors.v1.PageViewRecord
+	34, // 62: chatpacket.actors.v1.AddVisitorConversation.entry:type_name -> chatpacket.actors.v1.VisitorConversation
+	30, // 63: chatpacket.actors.v1.AddToInbox.entry:type_name -> chatpacket.actors.v1.InboxEntry
+	7,  // 64: chatpacket.actors.v1.Result.conversation:type_name -> chatpacket.actors.v1.ConversationRecord
+	38, // 65: chatpacket.actors.v1.Reply.result:type_name -> chatpacket.actors.v1.Result
+	5,  // 66: chatpacket.actors.v1.Reply.error:type_name -> chatpacket.actors.v1.ErrorCode
+	44, // 67: chatpacket.actors.v1.RecordReadResult.records:type_name -> chatpacket.actors.v1.RawRecord
+	5,  // 68: chatpacket.actors.v1.RecordReadResult.error:type_name -> chatpacket.actors.v1.ErrorCode
+	46, // 69: chatpacket.actors.v1.AddAgentSession.session:type_name -> chatpacket.actors.v1.AgentSession
+	47, // 70: chatpacket.actors.v1.AddAgentSession.event:type_name -> chatpacket.actors.v1.LoginEvent
+	4,  // 71: chatpacket.actors.v1.ConsumeToken.kind:type_name -> chatpacket.actors.v1.TokenKind
+	57, // 72: chatpacket.actors.v1.PutTeam.team:type_name -> chatpacket.actors.v1.TeamRecord
+	2,  // 73: chatpacket.actors.v1.SetAgentRole.role:type_name -> chatpacket.actors.v1.Role
+	82, // 74: chatpacket.actors.v1.AuditEvent.detail:type_name -> chatpacket.actors.v1.AuditEvent.DetailEntry
+	62, // 75: chatpacket.actors.v1.AppendAudit.event:type_name -> chatpacket.actors.v1.AuditEvent
+	65, // 76: chatpacket.actors.v1.PutPrivacyRequest.request:type_name -> chatpacket.actors.v1.PrivacyRequest
+	2,  // 77: chatpacket.actors.v1.InvitationRecord.role:type_name -> chatpacket.actors.v1.Role
+	71, // 78: chatpacket.actors.v1.PutInvitation.invitation:type_name -> chatpacket.actors.v1.InvitationRecord
+	73, // 79: chatpacket.actors.v1.PutPolicyNotice.notice:type_name -> chatpacket.actors.v1.PolicyNotice
+	23, // 80: chatpacket.actors.v1.ReleaseIndex.name:type_name -> chatpacket.actors.v1.IndexName
+	18, // 81: chatpacket.actors.v1.ReleaseIndex.record:type_name -> chatpacket.actors.v1.IndexRecord
+	82, // [82:82] is the sub-list for method output_type
+	82, // [82:82] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorspb_records_proto_init() }
@@ -6262,6 +6813,10 @@ func file_actors_actorspb_records_proto_init() {
 		(*Command_WithdrawConsent)(nil),
 		(*Command_PutInvitation)(nil),
 		(*Command_PutPolicyNotice)(nil),
+		(*Command_SetTermination)(nil),
+		(*Command_RecordJobRun)(nil),
+		(*Command_PurgeAnalytics)(nil),
+		(*Command_ReleaseIndex)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -6269,7 +6824,7 @@ func file_actors_actorspb_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorspb_records_proto_rawDesc), len(file_actors_actorspb_records_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   71,
+			NumMessages:   77,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,6 +1,7 @@
 package grains
 
 import (
+	"crypto/rand"
 	"strings"
 
 	pacluster "github.com/asynkron/protoactor-go/cluster"
@@ -91,8 +92,12 @@ func (g *visitor) PageView(req *grainpb.PageViewRequest, _ pacluster.GrainContex
 		return nil, err
 	}
 	v := req.GetView()
+	// The analytics event's id is random, never derived from the visitor:
+	// analytics must not point back to who viewed the page.
+	event := make([]byte, 8)
+	rand.Read(event)
 	_, err = g.apply(&actorspb.Command{Op: &actorspb.Command_AddPageView{AddPageView: &actorspb.AddPageView{
-		TenantId: tenant[:], VisitorId: g.id[:],
+		TenantId: tenant[:], VisitorId: g.id[:], EventId: event,
 		View: &actorspb.PageViewRecord{Url: v.GetUrl(), Title: v.GetTitle(), Referrer: v.GetReferrer(), UnixMs: g.deps.Now().UnixMilli()},
 	}}})
 	return &grainpb.Empty{}, err

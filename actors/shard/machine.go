@@ -54,6 +54,8 @@ const (
 	TableTenantVisitor                                       // (export) TenantVisitor by tenant id, visitor id, on the visitor's shard
 	TableInvitation                                          // (export) InvitationRecord by tenant id, token hash
 	TablePolicyNotice                                        // (policy) PolicyNotice by effective time, on policyRoute's shard
+	TableAnalytics                                           // (retention) AnalyticsEvent by tenant id, month, time, event id (in the visitor's shard)
+	TableJobRun                                              // (retention) JobRunRecord by job name
 )
 
 // Limits on what a command may carry.
@@ -176,6 +178,10 @@ func (m *Machine) Apply(ctx context.Context, cmd *actorspb.Command) (*actorspb.R
 	if err := errorOf(r); err != nil {
 		return nil, err
 	}
+	if r.Result.GetErased() {
+		// Applied, as an erased stand-in: the visitor was erased first.
+		return nil, fmt.Errorf("%w: the conversation's visitor was erased", storage.ErrErased)
+	}
 	return r.Result, nil
 }
 
@@ -283,6 +289,14 @@ func routeOf(cmd *actorspb.Command) ([]byte, error) {
 		raw, field = op.PutInvitation.TenantId, "tenant_id"
 	case *actorspb.Command_PutPolicyNotice:
 		return policyRoute[:], nil
+	case *actorspb.Command_SetTermination:
+		raw, field = op.SetTermination.TenantId, "tenant_id"
+	case *actorspb.Command_RecordJobRun:
+		raw, field = op.RecordJobRun.Route, "route"
+	case *actorspb.Command_PurgeAnalytics:
+		raw, field = op.PurgeAnalytics.Route, "route"
+	case *actorspb.Command_ReleaseIndex:
+		return indexRoute(op.ReleaseIndex.GetName()), nil
 	default:
 		return nil, fmt.Errorf("%w: no operation", ErrInvalid)
 	}

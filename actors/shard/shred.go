@@ -56,19 +56,41 @@ func (s *state) shredKeys(ctx context.Context, c *actorspb.ShredKeys) (*actorspb
 	return &actorspb.Result{}, nil
 }
 
+// LedgerPusher is a Log that can also hand shred ledger entries to every
+// live node at once (cluster.ShardLog).
+type LedgerPusher interface {
+	PushLedger(ctx context.Context, entries []storage.ShredRecord)
+}
+
 // Shred destroys keys on every replica of route's shard (route is the id
 // of what they belong to: the visitor for its subject key, the tenant for
-// its tenant and month keys) and returns once a majority applied it. Every
-// other node learns it through the ledger exchange.
+// its tenant and month keys), once a majority applied it, and then on
+// every other live node, so that when it returns no node reads what the
+// keys sealed. A node it cannot reach learns it from the ledger exchange.
 func (m *Machine) Shred(ctx context.Context, route storage.ID, at time.Time, keys ...storage.KeyID) error {
 	ids := make([][]byte, len(keys))
+	entries := make([]storage.ShredRecord, len(keys))
 	for i, k := range keys {
 		ids[i] = k[:]
+		entries[i] = storage.ShredRecord{KeyID: k, At: at.UTC()}
 	}
 	_, err := m.Apply(ctx, &actorspb.Command{Op: &actorspb.Command_ShredKeys{ShredKeys: &actorspb.ShredKeys{
 		Route: route[:], KeyIds: ids, UnixMs: at.UnixMilli(),
 	}}})
-	return err
+	if err != nil {
+		return err
+	}
+	// This node may be a replica that has not applied it yet, or hold none.
+	if _, err := m.db.ApplyLedger(ctx, entries); err != nil {
+		return err
+	}
+	m.mu.RLock()
+	pusher, ok := m.log.(LedgerPusher)
+	m.mu.RUnlock()
+	if ok {
+		pusher.PushLedger(ctx, entries)
+	}
+	return nil
 }
 
 // ScrubSnapshot returns the rewrite that cluster/replica's Scrub runs over

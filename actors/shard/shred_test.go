@@ -142,3 +142,48 @@ func TestWithdrawConsent(t *testing.T) {
 		t.Fatalf("visitor after withdrawal = %v, %v; want withdrawn and restricted", rec, err)
 	}
 }
+
+// TestPostRacingAShred: a replica that learnt of a visitor's erasure
+// before applying their last post ends in the same state as one that
+// learnt of it after: the conversation and its seq advance on both, and
+// the message reads as erased on both. (Before, the first replica dropped
+// the post and lost the conversation the others kept.)
+func TestPostRacingAShred(t *testing.T) {
+	ctx := context.Background()
+	earlyDB, early := openFSMOnly(t, t.TempDir())
+	lateDB, late := openFSMOnly(t, t.TempDir())
+	tenant, conv, visitor := storage.NewID(), storage.NewID(), storage.NewID()
+	key := storage.SubjectKey(tenant, visitor).ID
+	first := post(tenant, conv, visitor, visitorAuthor(visitor), "1", "hello")
+	last := post(tenant, conv, visitor, visitorAuthor(visitor), "2", "my last words")
+
+	if err := earlyDB.Shred(ctx, key); err != nil { // early learns of the shred before applying anything
+		t.Fatal(err)
+	}
+	er := early.fsmOf(t, first).ApplyBatch(entries(1, first, last))
+	lr := late.fsmOf(t, first).ApplyBatch(entries(1, first, last))
+	if err := lateDB.Shred(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	for i := range er {
+		if e, l := er[i].(*actorspb.Reply), lr[i].(*actorspb.Reply); e.Error != 0 || l.Error != 0 || e.Result.Seq != l.Result.Seq || !e.Result.Erased || l.Result.Erased {
+			t.Errorf("entry %d: early %v, late %v; want the same seq, early erased", i+1, e, l)
+		}
+	}
+	for name, m := range map[string]*Machine{"early": early, "late": late} {
+		c, err := m.Conversation(ctx, tenant, conv)
+		if err != nil || c.LastSeq != 2 {
+			t.Errorf("%s: conversation %v, %v; want last_seq 2", name, c, err)
+		}
+		if got := bodies(t, m, tenant, conv); !slices.Equal(got, []string{"<erased>", "<erased>"}) {
+			t.Errorf("%s: messages %q; want both erased", name, got)
+		}
+	}
+	// A retry of the last post is a repeat on both.
+	for m, name := range map[*Machine]string{early: "early", late: "late"} {
+		r := m.fsmOf(t, last).ApplyBatch(entries(3, last))[0].(*actorspb.Reply)
+		if !r.GetResult().GetDuplicate() {
+			t.Errorf("%s: the retried post = %v; want a duplicate", name, r)
+		}
+	}
+}

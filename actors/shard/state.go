@@ -127,6 +127,14 @@ func (s *state) apply(ctx context.Context, group *storage.Batch, cmd *actorspb.C
 		res, err = s.putInvitation(ctx, ch, op.PutInvitation)
 	case *actorspb.Command_PutPolicyNotice:
 		res, err = s.putPolicyNotice(ctx, ch, op.PutPolicyNotice.GetNotice())
+	case *actorspb.Command_SetTermination:
+		res, err = s.setTermination(ctx, ch, op.SetTermination)
+	case *actorspb.Command_RecordJobRun:
+		res, err = s.recordJobRun(ctx, ch, op.RecordJobRun)
+	case *actorspb.Command_PurgeAnalytics:
+		res, err = s.purgeAnalytics(ch, op.PurgeAnalytics)
+	case *actorspb.Command_ReleaseIndex:
+		res, err = s.releaseIndex(ctx, ch, op.ReleaseIndex)
 	default:
 		err = fmt.Errorf("%w: no operation", ErrInvalid)
 	}
@@ -190,20 +198,30 @@ func (s *state) post(ctx context.Context, ch *change, p *actorspb.PostMessage) (
 	if seq, ok := s.clientIDs[string(ck)]; ok {
 		return &actorspb.Result{Seq: seq, Duplicate: true, Conversation: conv}, nil
 	}
+	// A shred of the visitor's key reaches the nodes out of this log (a
+	// push, the ledger exchange), so one replica may apply this entry
+	// before it learns of the shred and another after. The outcome must
+	// be the same on both: a client_id record that no longer opens still
+	// marks a repeat, and a message sealed under a shredded key is stored
+	// as an erased stand-in that takes its seq, as the other replica's
+	// sealed copy will read once the shred reaches it.
 	var seen actorspb.ClientIDRecord
 	switch err := s.db.Get(ctx, ck, &seen); {
 	case err == nil:
 		return &actorspb.Result{Seq: seen.Seq, Duplicate: true, Conversation: conv}, nil
+	case errors.Is(err, storage.ErrErased):
+		return &actorspb.Result{Duplicate: true, Erased: true, Conversation: conv}, nil
 	case !errors.Is(err, storage.ErrNotFound):
 		return nil, err
 	}
 
 	seq := conv.LastSeq + 1
 	msg := &actorspb.MessageRecord{Seq: seq, Author: p.Author, Body: p.Body, ClientId: p.ClientId, CreatedUnixMs: p.UnixMs, Internal: p.Internal}
-	if err := ch.staged.Put(ctx, messageKey(s.db, convID, seq), subject, msg); err != nil {
+	erased, err := ch.staged.PutOrErased(ctx, messageKey(s.db, convID, seq), subject, msg)
+	if err != nil {
 		return nil, err
 	}
-	if err := ch.staged.Put(ctx, ck, subject, &actorspb.ClientIDRecord{Seq: seq}); err != nil {
+	if _, err := ch.staged.PutOrErased(ctx, ck, subject, &actorspb.ClientIDRecord{Seq: seq}); err != nil {
 		return nil, err
 	}
 	conv.LastSeq = seq
@@ -221,7 +239,7 @@ func (s *state) post(ctx context.Context, ch *change, p *actorspb.PostMessage) (
 		}
 	}
 	ch.conv, ch.clientID, ch.seq = conv, string(ck), seq
-	return &actorspb.Result{Seq: seq, Created: created}, nil
+	return &actorspb.Result{Seq: seq, Created: created, Erased: erased}, nil
 }
 
 func validatePost(p *actorspb.PostMessage) error {

@@ -107,10 +107,12 @@ func (s *state) addPageView(ctx context.Context, ch *change, a *actorspb.AddPage
 	case v.UnixMs <= 0:
 		return nil, fmt.Errorf("%w: no time", ErrInvalid)
 	}
-	if rec, err := s.visitorOf(ctx, tenant, visitor); err != nil {
+	rec, err := s.visitorOf(ctx, tenant, visitor)
+	switch {
+	case err != nil:
 		return nil, err
-	} else if rec.ConsentWithdrawn {
-		return &actorspb.Result{}, nil // not kept: the visitor said no
+	case rec.ConsentWithdrawn:
+		return &actorspb.Result{}, nil // not kept, nor counted: the visitor said no
 	}
 	// Two views in one millisecond get distinct keys.
 	var key []byte
@@ -128,6 +130,9 @@ func (s *state) addPageView(ctx context.Context, ch *change, a *actorspb.AddPage
 		return nil, err
 	}
 	s.stage(ch, key, v)
+	if err := s.addAnalyticsEvent(ctx, ch, tenant, visitor, a, rec); err != nil {
+		return nil, err
+	}
 	return &actorspb.Result{}, nil
 }
 

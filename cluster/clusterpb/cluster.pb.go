@@ -953,6 +953,98 @@ func (x *LedgerEntry) GetShreddedUnix() int64 {
 	return 0
 }
 
+// LedgerPush hands a peer shred ledger entries to apply at once: the node
+// that erased something tells every live node before it answers, so that
+// no read anywhere sees the erased data after the erasure's answer. The
+// exchange (LedgerDigestRequest) is what makes up for a push that failed.
+type LedgerPush struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*LedgerEntry         `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerPush) Reset() {
+	*x = LedgerPush{}
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerPush) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerPush) ProtoMessage() {}
+
+func (x *LedgerPush) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerPush.ProtoReflect.Descriptor instead.
+func (*LedgerPush) Descriptor() ([]byte, []int) {
+	return file_cluster_clusterpb_cluster_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *LedgerPush) GetEntries() []*LedgerEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type LedgerPushReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerPushReply) Reset() {
+	*x = LedgerPushReply{}
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerPushReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerPushReply) ProtoMessage() {}
+
+func (x *LedgerPushReply) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_clusterpb_cluster_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerPushReply.ProtoReflect.Descriptor instead.
+func (*LedgerPushReply) Descriptor() ([]byte, []int) {
+	return file_cluster_clusterpb_cluster_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *LedgerPushReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_cluster_clusterpb_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_clusterpb_cluster_proto_rawDesc = "" +
@@ -1014,7 +1106,12 @@ const file_cluster_clusterpb_cluster_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"I\n" +
 	"\vLedgerEntry\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\fR\x05keyId\x12#\n" +
-	"\rshredded_unix\x18\x02 \x01(\x03R\fshreddedUnixB4Z2github.com/chatpacket/chatpacket/cluster/clusterpbb\x06proto3"
+	"\rshredded_unix\x18\x02 \x01(\x03R\fshreddedUnix\"J\n" +
+	"\n" +
+	"LedgerPush\x12<\n" +
+	"\aentries\x18\x01 \x03(\v2\".chatpacket.cluster.v1.LedgerEntryR\aentries\"'\n" +
+	"\x0fLedgerPushReply\x12\x14\n" +
+	"\x05error\x18\x01 \x01(\tR\x05errorB4Z2github.com/chatpacket/chatpacket/cluster/clusterpbb\x06proto3"
 
 var (
 	file_cluster_clusterpb_cluster_proto_rawDescOnce sync.Once
@@ -1028,7 +1125,7 @@ func file_cluster_clusterpb_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_clusterpb_cluster_proto_rawDescData
 }
 
-var file_cluster_clusterpb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_cluster_clusterpb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_cluster_clusterpb_cluster_proto_goTypes = []any{
 	(*NodeInfo)(nil),            // 0: chatpacket.cluster.v1.NodeInfo
 	(*ForwardRequest)(nil),      // 1: chatpacket.cluster.v1.ForwardRequest
@@ -1047,14 +1144,17 @@ var file_cluster_clusterpb_cluster_proto_goTypes = []any{
 	(*LedgerPageRequest)(nil),   // 14: chatpacket.cluster.v1.LedgerPageRequest
 	(*LedgerPageReply)(nil),     // 15: chatpacket.cluster.v1.LedgerPageReply
 	(*LedgerEntry)(nil),         // 16: chatpacket.cluster.v1.LedgerEntry
+	(*LedgerPush)(nil),          // 17: chatpacket.cluster.v1.LedgerPush
+	(*LedgerPushReply)(nil),     // 18: chatpacket.cluster.v1.LedgerPushReply
 }
 var file_cluster_clusterpb_cluster_proto_depIdxs = []int32{
 	16, // 0: chatpacket.cluster.v1.LedgerPageReply.entries:type_name -> chatpacket.cluster.v1.LedgerEntry
-	1,  // [1:1] is the sub-list for method output_type
-	1,  // [1:1] is the sub-list for method input_type
-	1,  // [1:1] is the sub-list for extension type_name
-	1,  // [1:1] is the sub-list for extension extendee
-	0,  // [0:1] is the sub-list for field type_name
+	16, // 1: chatpacket.cluster.v1.LedgerPush.entries:type_name -> chatpacket.cluster.v1.LedgerEntry
+	2,  // [2:2] is the sub-list for method output_type
+	2,  // [2:2] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_cluster_clusterpb_cluster_proto_init() }
@@ -1068,7 +1168,7 @@ func file_cluster_clusterpb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_clusterpb_cluster_proto_rawDesc), len(file_cluster_clusterpb_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

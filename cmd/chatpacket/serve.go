@@ -26,10 +26,12 @@ import (
 
 	"github.com/chatpacket/chatpacket/actors/gateway"
 	"github.com/chatpacket/chatpacket/actors/grains"
+	"github.com/chatpacket/chatpacket/actors/retention"
 	"github.com/chatpacket/chatpacket/actors/shard"
 	"github.com/chatpacket/chatpacket/cluster"
 	"github.com/chatpacket/chatpacket/cluster/admin"
 	"github.com/chatpacket/chatpacket/cluster/backup"
+	"github.com/chatpacket/chatpacket/cluster/clock"
 	"github.com/chatpacket/chatpacket/storage"
 	"github.com/chatpacket/chatpacket/transport"
 	"github.com/chatpacket/chatpacket/transport/mail"
@@ -98,6 +100,12 @@ Strict-Transport-Security and __Host- session cookies. --tls-self-signed
 generates a certificate for localhost and 127.0.0.1 into DATA_DIR/tls on first
 start and reuses it after, without Strict-Transport-Security: for development
 and tests, as browsers warn about it until you trust it. See
+docs/operations.md.
+
+Retention runs by itself on every node, on the wall clock: each node runs
+the due jobs of the shards it leads every 10 minutes, once per period across
+the cluster (analytics older than 12 months are shredded daily; tenants are
+erased within the hour after their 30-day grace period). See
 docs/operations.md.
 
 The node answers GET /healthz while it runs and GET /readyz with 200 once its
@@ -244,12 +252,26 @@ func serve(ctx context.Context, cfg serveConfig) error {
 // operator's socket, the gateway and the API's handlers. A node that
 // rejoins the cluster under a new member id builds a new one.
 type front struct {
-	adm *admin.Server
-	gw  *gateway.Gateway
-	api *transport.API
+	adm       *admin.Server
+	gw        *gateway.Gateway
+	api       *transport.API
+	retention *retention.Scheduler
 }
 
 func startFront(cfg serveConfig, log *slog.Logger, srv *transport.Server, node *cluster.Node, machine *shard.Machine, sender mail.Sender, overTLS bool, backups *backup.Source) (*front, error) {
+	// Retention runs on whichever node leads each shard, on the wall
+	// clock; every node prunes its own backups of DATA_DIR/backups.
+	backupDir := filepath.Join(cfg.dataDir, "backups")
+	sched, err := retention.New(retention.Config{
+		Machine: machine, Leads: node.Shards().Groups.IsLeader, Clock: clock.Real, Log: log,
+		PruneBackups: func(_ context.Context, now time.Time, maxAge time.Duration) (int, error) {
+			removed, err := backup.Prune(backupDir, now, maxAge)
+			return len(removed), err
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
 	gw := gateway.New(node.Cluster, log)
 	api := &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: gw, Log: log, Now: time.Now,
 		Mail: sender, TLS: overTLS, PublicOrigin: strings.TrimSuffix(cfg.publicURL, "/"),
@@ -259,14 +281,16 @@ func startFront(cfg serveConfig, log *slog.Logger, srv *transport.Server, node *
 		gw.Close()
 		return nil, err
 	}
-	f := &front{adm: adm, gw: gw, api: api}
+	f := &front{adm: adm, gw: gw, api: api, retention: sched}
 	f.api.Register(srv)
+	f.retention.Start()
 	return f, nil
 }
 
-// close closes the sockets (clients reconnect and resume), the gateway and
-// the operator's socket.
+// close stops the retention jobs, closes the sockets (clients reconnect
+// and resume), the gateway and the operator's socket.
 func (f *front) close() error {
+	f.retention.Close()
 	f.api.CloseSockets()
 	f.api.WaitMail() // emails already accepted go out before the node stops
 	f.gw.Close()

@@ -39,7 +39,7 @@ var Static fs.FS
 var Version string
 
 // Pages names the pages Render knows, one template file each.
-var Pages = []string{"login", "signup", "forgot", "verify", "reset", "invite", "inbox", "settings", "team", "account", "privacy"}
+var Pages = []string{"login", "signup", "forgot", "verify", "reset", "invite", "inbox", "settings", "team", "account", "privacy", "analytics"}
 
 var pages = map[string]*template.Template{}
 
@@ -95,6 +95,10 @@ type Data struct {
 	// manage teams; Owner whether they also change roles and read the
 	// audit log.
 	Manager, Owner bool
+	// DeleteAfter is when the organization will be erased (RFC 3339), and
+	// DeleteAfterText the same for people; empty unless it is terminating.
+	// Every page shows a banner then.
+	DeleteAfter, DeleteAfterText string
 
 	// Settings page.
 	Origin, WidgetKey, WidgetColor, WidgetGreeting, OrgName string
@@ -118,6 +122,9 @@ type Data struct {
 
 	// Policy is the policy change every page announces; nil: none.
 	Policy *Policy
+
+	// Analytics page.
+	Analytics *Analytics
 }
 
 // Policy is a change of the service's privacy policy, coming (Changed
@@ -127,6 +134,31 @@ type Policy struct {
 	Summary string
 	URL     string
 	Changed bool
+}
+
+// Analytics is the Analytics page's chart of page views per day, drawn as
+// server-rendered SVG bars, and its top lists.
+type Analytics struct {
+	From, To  string
+	PageViews int
+	Max       int // the tallest bar's views
+	Bars      []Bar
+	Paths     []Count
+	Referrers []Count
+	Devices   []Count
+}
+
+// Bar is one day of the chart, in the SVG's user units.
+type Bar struct {
+	X, Y, W, H float64
+	Date       string
+	PageViews  int
+}
+
+// Count is an entry of a top list.
+type Count struct {
+	Name      string
+	PageViews int
 }
 
 // Render writes page with data, or returns an error (and writes nothing)

@@ -22,6 +22,9 @@
   const here = /^(null|file:)/.test(location.origin) ? 'null' : location.origin;
   f.src = cp + '/widget/frame?key=' + encodeURIComponent(key) + '&origin=' + encodeURIComponent(here);
   let open = false;
+  // Hidden until the frame says it is ready: a widget that cannot start
+  // (an unknown key, an organization being deleted) shows nothing.
+  let ready = false;
   let last = location.href;
 
   // CSSOM, not a style attribute: a strict CSP on the host page allows it.
@@ -29,7 +32,7 @@
     const full = open && innerWidth < 480;
     const edge = full ? '0' : '16px';
     Object.assign(f.style, {
-      position: 'fixed', right: edge, bottom: edge, zIndex: '2147483647',
+      position: 'fixed', right: edge, bottom: edge, zIndex: '2147483647', visibility: ready ? 'visible' : 'hidden',
       border: '0', margin: '0', padding: '0', background: 'transparent', colorScheme: 'normal',
       width: full ? '100%' : open ? '380px' : '60px',
       height: full ? '100%' : open ? '600px' : '60px',
@@ -46,6 +49,8 @@
     if (e.source !== f.contentWindow || e.origin !== cp || !e.data) return;
     const d = e.data;
     if (d.type === 'cp:ready') {
+      ready = true;
+      size();
       post('cp:init', { session_id: (stored && stored.session_id) || null, open: !!(stored && stored.open), page: page(document.referrer) });
     } else if (d.type === 'cp:resize') {
       open = !!d.open;

@@ -1,4 +1,5 @@
-// The agent's own account: password, two-factor, login history, sessions.
+// The agent's own account: password, two-factor, login history, sessions,
+// and, for owners, deleting the organization.
 import { api, el, formSubmit, showError } from './common.js';
 
 const $ = id => document.getElementById(id);
@@ -128,3 +129,40 @@ $('logout-all').addEventListener('click', async () => {
 
 showTwoFactor(tf.dataset.enabled === 'on');
 loadLogins();
+
+// ---- deleting the organization (owners) ---------------------------------
+
+const del = $('delete-org');
+const delForm = $('del-form');
+if (delForm) {
+  formSubmit(delForm, async () => {
+    if (delForm.confirm.value.trim() !== del.dataset.org) throw new Error('Type the organization\'s name exactly to confirm.');
+    await api('POST', '/api/v1/account/terminate');
+    location.reload();
+  });
+}
+
+const delCancel = $('del-cancel');
+if (delCancel) {
+  delCancel.addEventListener('click', async () => {
+    delCancel.disabled = true;
+    showError($('del-error'), '');
+    try {
+      await api('POST', '/api/v1/account/terminate/cancel');
+      location.reload();
+    } catch (e) {
+      showError($('del-error'), e.message);
+      delCancel.disabled = false;
+    }
+  });
+  // The countdown to the erasure, in days and hours.
+  const at = new Date($('del-at').getAttribute('datetime'));
+  const tick = () => {
+    const left = Math.max(0, at - Date.now());
+    const days = Math.floor(left / 864e5), hours = Math.floor(left % 864e5 / 36e5);
+    $('del-countdown').textContent = left === 0 ? 'any moment now'
+      : `in ${days} day${days === 1 ? '' : 's'} and ${hours} hour${hours === 1 ? '' : 's'}`;
+  };
+  tick();
+  setInterval(tick, 60e3);
+}
