@@ -3,15 +3,18 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/chatpacket/chatpacket/actors/actorspb"
 	"github.com/chatpacket/chatpacket/actors/grainpb"
 	"github.com/chatpacket/chatpacket/actors/shard"
+	"github.com/chatpacket/chatpacket/cluster/admin"
 	"github.com/chatpacket/chatpacket/storage"
 )
 
@@ -521,4 +524,38 @@ func (a *API) closePrivacyRequest(_ http.ResponseWriter, r *http.Request, p *pri
 	}
 	a.audit(r, p, AuditPrivacyDone, map[string]string{"request_id": id.String(), "kind": rec.Kind})
 	return http.StatusOK, a.privacyRequestOf(rec), nil
+}
+
+var _ admin.Privacy = (*API)(nil)
+
+// OverdueRequests lists, for the operator, the open privacy requests of
+// every tenant of the cluster that are past their due date, the latest
+// due first. A tenant whose ledger cannot be read (erased since) is
+// passed over.
+func (a *API) OverdueRequests(ctx context.Context) ([]admin.OverdueRequest, error) {
+	now := a.Now()
+	var out []admin.OverdueRequest
+	err := a.Machine.EachTenant(ctx, policyTenants, func(t *actorspb.TenantRecord) error {
+		tenant := storage.BytesID(t.Id)
+		reqs, err := a.Machine.PrivacyRequests(ctx, tenant, true)
+		if errors.Is(err, storage.ErrErased) || errors.Is(err, shard.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("the requests of tenant %s: %w", tenant, err)
+		}
+		for _, req := range reqs {
+			if req.DueUnixMs >= now.UnixMilli() {
+				continue
+			}
+			out = append(out, admin.OverdueRequest{
+				TenantID: tenant.String(), Organization: t.Name, RequestID: idString(req.Id), Kind: req.Kind,
+				VisitorID: idString(req.VisitorId), RequestedAt: rfc3339(req.RequestedUnixMs), DueAt: rfc3339(req.DueUnixMs),
+				DaysLate: int(now.Sub(time.UnixMilli(req.DueUnixMs)).Hours() / 24),
+			})
+		}
+		return ctx.Err()
+	})
+	slices.SortFunc(out, func(x, y admin.OverdueRequest) int { return strings.Compare(y.DueAt, x.DueAt) })
+	return out, err
 }

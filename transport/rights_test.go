@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"testing"
@@ -284,6 +285,12 @@ func TestPrivacyRequestsLedger(t *testing.T) {
 		t.Fatalf("days left 31 days on = %v; want -1 (late)", left)
 	}
 
+	// The operator sees both late, whatever the tenant.
+	late, err := e.api.OverdueRequests(context.Background())
+	if err != nil || len(late) != 2 || late[0].DaysLate != 1 || late[0].Kind == "" || late[0].Organization == "" {
+		t.Fatalf("overdue requests 31 days on = %+v, %v; want both, 1 day late", late, err)
+	}
+
 	eve, _ := loggedIn(t, e.base, "eve@example.com")
 	if status, _ := eve.call("POST", "/api/v1/privacy/requests/"+first["id"].(string)+"/done", nil); status != http.StatusNotFound {
 		t.Fatalf("another tenant closes = %d; want 404", status)
@@ -294,6 +301,9 @@ func TestPrivacyRequestsLedger(t *testing.T) {
 	status, done := owner.call("POST", "/api/v1/privacy/requests/"+first["id"].(string)+"/done", nil)
 	if status != http.StatusOK || done["done_at"] == nil || done["days_left"] != nil {
 		t.Fatalf("done = %d %v; want closed", status, done)
+	}
+	if late, _ := e.api.OverdueRequests(context.Background()); len(late) != 1 || late[0].RequestID != second["id"] {
+		t.Fatalf("overdue requests after one was done = %+v; want the other", late)
 	}
 	e.clock.Add(time.Hour)
 	if _, again := owner.call("POST", "/api/v1/privacy/requests/"+first["id"].(string)+"/done", nil); again["done_at"] != done["done_at"] {

@@ -37,6 +37,9 @@ type Config struct {
 	// Policy publishes and lists policy notices (the node's API); nil:
 	// the policy calls answer 503.
 	Policy Policy
+	// Privacy lists the tenants' overdue privacy requests (the node's
+	// API); nil: GET /privacy/overdue answers 503.
+	Privacy Privacy
 }
 
 // Server is a node's admin endpoint.
@@ -107,6 +110,7 @@ func Start(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /ledger", s.track(s.handleLedger))
 	mux.HandleFunc("POST /policy", s.track(s.handlePublishPolicy))
 	mux.HandleFunc("GET /policy", s.track(s.handlePolicyNotices))
+	mux.HandleFunc("GET /privacy/overdue", s.track(s.handleOverdue))
 	s.srv = &http.Server{
 		Handler:           mux,
 		BaseContext:       func(net.Listener) context.Context { return ctx },

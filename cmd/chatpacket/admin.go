@@ -30,7 +30,7 @@ CHATPACKET_MASTER_KEY. A store opens only with the key it was created with.`,
 			return err
 		},
 	})
-	admin.AddCommand(key, newAdminOutboxCommand(), newAdminPolicyCommand())
+	admin.AddCommand(key, newAdminOutboxCommand(), newAdminPolicyCommand(), newAdminPrivacyCommand())
 	addClusterCommands(admin)
 	addBackupCommands(admin)
 	return admin

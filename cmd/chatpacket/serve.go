@@ -276,7 +276,7 @@ func startFront(cfg serveConfig, log *slog.Logger, srv *transport.Server, node *
 	api := &transport.API{Cluster: node.Cluster, Machine: machine, Gateway: gw, Log: log, Now: time.Now,
 		Mail: sender, TLS: overTLS, PublicOrigin: strings.TrimSuffix(cfg.publicURL, "/"),
 		MessageLimits: transport.MessageLimits{Off: !cfg.widgetLimits}}
-	adm, err := admin.Start(admin.Config{DataDir: cfg.dataDir, Node: node, Logger: log, Backups: backups, Policy: api})
+	adm, err := admin.Start(admin.Config{DataDir: cfg.dataDir, Node: node, Logger: log, Backups: backups, Policy: api, Privacy: api})
 	if err != nil {
 		gw.Close()
 		return nil, err
