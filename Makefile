@@ -43,6 +43,7 @@ build:
 
 vet:
 	go vet ./...
+	cd bench/compare && go vet ./...  # its own module: the Centrifugo comparison
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -67,6 +68,7 @@ RACE_FREE := ./cluster ./actors/grains/... ./actors/retention
 unit:
 	go test -race -timeout 15m $(if $(SHORT),-short) $$(go list ./... | grep -v -e '/cluster$$' -e /actors/grains -e /actors/retention)
 	go test -timeout 15m $(if $(SHORT),-short) $(RACE_FREE)
+	cd bench/compare && go test -short ./...  # without Centrifugo installed, its driver's pure parts
 
 ## bench: the benchmarks of bench/, interleaved rounds, summarised by benchstat
 bench:

@@ -1,19 +1,24 @@
 // Package load is ChatPacket's load generator: it opens widget sockets for
-// visitors and agent sockets for agents against a running node, sends
-// visitor messages at a set rate for a set time, and measures acknowledged
-// messages per second and visitor-to-agent delivery latency. It speaks only
-// the public API (API.md), as a real client would.
+// visitors and agent sockets for agents against running nodes, sends
+// visitor messages, and measures what the nodes acknowledged and delivered,
+// and how fast. It speaks only the public API (API.md), as a real client
+// would, and dials from several loopback source addresses (dial.go) so that
+// one address pair's ephemeral ports do not cap it.
+//
+// The scenarios of `chatpacket bench` are built from two runs: Run (this
+// file: visitors send, in an open loop at a set rate or a closed loop of a
+// window of messages in flight per socket, and agents receive), and Idle
+// (idle.go: sockets that only stay open, to measure a node's memory per
+// connection). Every run keeps a per-second series (series.go), which
+// Report (report.go) writes as result.json and chart.svg.
 package load
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -25,21 +30,97 @@ import (
 	"github.com/coder/websocket"
 )
 
-// Config is one run.
+// Config is one run of visitors sending and agents receiving.
 type Config struct {
-	Target   string        // base URL of a node, e.g. http://127.0.0.1:8080
-	Visitors int           // widget sockets, one conversation each
-	Agents   int           // agent sockets of the tenant; each sees every conversation
-	Rate     int           // visitor messages per second, in total
-	Duration time.Duration // how long to send
-	Progress io.Writer     // a line per second while it runs; nil for none
+	// Target is the base URL of a node, e.g. http://127.0.0.1:8080. The
+	// tenant is signed up there.
+	Target string `json:"target"`
+	// Targets, when set, are the nodes the sockets are spread over,
+	// round-robin (visitor i on Targets[i mod n], agent j likewise): a
+	// cluster's clients arrive at every node. Empty: all on Target.
+	Targets []string `json:"targets,omitempty"`
+	// Visitors is the number of widget sockets, one conversation each.
+	Visitors int `json:"visitors"`
+	// Agents is the number of agent sockets of the tenant; each watches
+	// every conversation and should receive every message. 0: nobody
+	// receives, only acks are measured.
+	Agents int `json:"agents"`
+	// Rate is the open loop: visitor messages per second in total, sent on
+	// schedule whether or not the node keeps up. 0 selects the closed
+	// loop: each visitor socket keeps Window messages in flight, sending
+	// the next as soon as one is acknowledged, so the node sets the pace.
+	Rate   int `json:"rate"`
+	Window int `json:"window,omitempty"`
+	// Duration is how long to send.
+	Duration time.Duration `json:"duration_ns"`
+	// Grace is how long, after the last send, to wait for acks and
+	// deliveries still on their way; what has not arrived by then counts as
+	// unacknowledged or undelivered.
+	Grace time.Duration `json:"grace_ns"`
+	// SourceAddrs is the number of loopback addresses (127.0.0.1 …) the
+	// sockets are dialled from, round-robin; 0 or 1: the kernel's choice.
+	SourceAddrs int `json:"source_addrs"`
+	// Progress gets a line per second while the run sets up and loads; nil
+	// for none.
+	Progress io.Writer `json:"-"`
+}
+
+// nodes are the base URLs the sockets go to.
+func (c Config) nodes() []string {
+	if len(c.Targets) > 0 {
+		return c.Targets
+	}
+	return []string{c.Target}
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	for _, t := range append([]string{c.Target}, c.Targets...) {
+		if !strings.HasPrefix(t, "http://") && !strings.HasPrefix(t, "https://") {
+			return fmt.Errorf("load: target %q must be an http:// or https:// URL", t)
+		}
+	}
+	switch {
+	case c.Visitors < 1 || c.Visitors > 100_000:
+		return errors.New("load: visitors must be 1 to 100000")
+	case c.Agents < 0 || c.Agents > 1000:
+		return errors.New("load: agents must be 0 to 1000")
+	case c.Rate < 0 || c.Rate > 1_000_000:
+		return errors.New("load: rate must be 0 (closed loop) to 1000000 messages/s")
+	case c.Rate == 0 && (c.Window < 1 || c.Window > 1000):
+		return errors.New("load: without a rate (closed loop), window must be 1 to 1000 messages in flight per visitor socket")
+	case c.Duration <= 0 || c.Duration > time.Hour:
+		return errors.New("load: duration must be positive and at most an hour")
+	case c.Grace < 0 || c.Grace > 10*time.Minute:
+		return errors.New("load: grace must be 0 to 10 minutes")
+	case c.SourceAddrs < 0 || c.SourceAddrs > MaxSourceAddrs:
+		return fmt.Errorf("load: source addresses must be 0 to %d", MaxSourceAddrs)
+	}
+	return nil
 }
 
 // Result is what a run measured.
 type Result struct {
-	Sent, Acked, Delivered, Errors int
-	Elapsed                        time.Duration
-	P50, P99, P999                 time.Duration // visitor send → agent receive
+	Sent      int `json:"sent"`      // send frames written
+	Acked     int `json:"acked"`     // ack frames received
+	Delivered int `json:"delivered"` // message frames agent sockets received, each socket counting
+	// Errors are sends that failed to be written, and error frames.
+	Errors int `json:"errors"`
+	// Unacked messages were sent but neither acknowledged nor refused
+	// before the grace period ended.
+	Unacked int `json:"unacked"`
+	// Undelivered counts, for every acknowledged message, the agent sockets
+	// that had not received it when the grace period ended.
+	Undelivered int           `json:"undelivered"`
+	Elapsed     time.Duration `json:"elapsed_ns"` // the sending time
+	// Visitor send → agent receive, over every delivery.
+	P50  time.Duration `json:"delivery_p50_ns"`
+	P99  time.Duration `json:"delivery_p99_ns"`
+	P999 time.Duration `json:"delivery_p999_ns"`
+	// Visitor send → its ack.
+	AckP50  time.Duration `json:"ack_p50_ns"`
+	AckP99  time.Duration `json:"ack_p99_ns"`
+	AckP999 time.Duration `json:"ack_p999_ns"`
 	// Duplicates are message frames an agent socket received again (the
 	// same conversation and seq); Reordered, frames that came after a
 	// higher seq of their conversation on the same socket. Both count in
@@ -48,22 +129,57 @@ type Result struct {
 	// and when the node handles one after the load began (seen on a
 	// cluster), it replays the first few messages a summary-started watch
 	// had delivered already: duplicates the client asked for.
-	Duplicates, Reordered int
+	Duplicates int `json:"duplicates"`
+	Reordered  int `json:"reordered"`
 	// RateLimited counts the errors that were the node's widget message
 	// limits (10 per visitor per 10 s): a load needs a node started with
 	// --widget-message-limits=false.
-	RateLimited int
+	RateLimited int `json:"rate_limited"`
+	// ErrorCodes counts the error frames by their code.
+	ErrorCodes map[string]int `json:"error_codes,omitempty"`
+	// Series is the run second by second (result.json has it apart).
+	Series []Second `json:"-"`
 }
 
 // AckedPerSecond is the throughput of acknowledged messages.
-func (r Result) AckedPerSecond() float64 { return float64(r.Acked) / r.Elapsed.Seconds() }
+func (r Result) AckedPerSecond() float64 { return perSecond(r.Acked, r.Elapsed) }
 
+// DeliveredPerSecond is the rate of message frames into agent sockets.
+func (r Result) DeliveredPerSecond() float64 { return perSecond(r.Delivered, r.Elapsed) }
+
+// SentPerSecond is the rate of send frames written.
+func (r Result) SentPerSecond() float64 { return perSecond(r.Sent, r.Elapsed) }
+
+func perSecond(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// String is the summary line. Its beginning is a format scripts parse
+// (bench/cluster.sh, bench/compare): additions go at the end, and never
+// as " p50 " or " p99 " words, which those scripts look for.
 func (r Result) String() string {
 	s := fmt.Sprintf("sent %d, acked %d (%.0f/s), delivered to agents %d (to each agent socket), errors %d in %v; delivery latency p50 %v p99 %v p999 %v",
 		r.Sent, r.Acked, r.AckedPerSecond(), r.Delivered, r.Errors, r.Elapsed.Round(time.Millisecond),
-		r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.P999.Round(10*time.Microsecond))
+		round(r.P50), round(r.P99), round(r.P999))
+	s += fmt.Sprintf("; ack latency p50=%v p99=%v p999=%v", round(r.AckP50), round(r.AckP99), round(r.AckP999))
+	if r.Unacked > 0 {
+		s += fmt.Sprintf("; %d sent but not acknowledged", r.Unacked)
+	}
+	if r.Undelivered > 0 {
+		s += fmt.Sprintf("; %d deliveries of acknowledged messages missing", r.Undelivered)
+	}
 	if r.Duplicates > 0 || r.Reordered > 0 {
 		s += fmt.Sprintf("; agent sockets got %d duplicate and %d out-of-order message frames", r.Duplicates, r.Reordered)
+	}
+	if len(r.ErrorCodes) > 0 {
+		codes := slices.Sorted(maps.Keys(r.ErrorCodes))
+		for i, c := range codes {
+			codes[i] = fmt.Sprintf("%s %d", c, r.ErrorCodes[c])
+		}
+		s += "; error frames by code: " + strings.Join(codes, ", ")
 	}
 	if r.RateLimited > 0 {
 		s += fmt.Sprintf("; %d of the errors were the node's widget message limits: start it with --widget-message-limits=false for a load", r.RateLimited)
@@ -71,30 +187,17 @@ func (r Result) String() string {
 	return s
 }
 
-// Validate reports the first invalid field.
-func (c Config) Validate() error {
-	switch {
-	case !strings.HasPrefix(c.Target, "http://") && !strings.HasPrefix(c.Target, "https://"):
-		return errors.New("load: target must be an http:// or https:// URL")
-	case c.Visitors < 1 || c.Visitors > 10000:
-		return errors.New("load: visitors must be 1 to 10000")
-	case c.Agents < 1 || c.Agents > 1000:
-		return errors.New("load: agents must be 1 to 1000")
-	case c.Rate < 1 || c.Rate > 1_000_000:
-		return errors.New("load: rate must be 1 to 1000000 messages/s")
-	case c.Duration <= 0 || c.Duration > time.Hour:
-		return errors.New("load: duration must be positive and at most an hour")
-	}
-	return nil
-}
+func round(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
 
 // Run signs up a fresh tenant on the target, opens the sockets, sends for
-// the configured time, waits briefly for the last deliveries, and reports.
+// the configured time, waits up to the grace period for the last acks and
+// deliveries, and reports.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
-	r := &run{cfg: cfg, http: &http.Client{Timeout: 30 * time.Second}}
+	src := &sources{n: cfg.SourceAddrs}
+	r := &run{cfg: cfg, http: src.client(64)}
 	defer r.closeAll()
 	if err := r.setup(ctx); err != nil {
 		return Result{}, err
@@ -103,121 +206,77 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 }
 
 type run struct {
-	cfg   Config
-	http  *http.Client
-	token string // API token of the tenant's owner
+	cfg  Config
+	http *http.Client
+	ten  tenant
 
 	visitors []*visitorConn
 	agents   []*websocket.Conn
+	series   *series
 
 	sent, acked, delivered, errs atomic.Int64
+	refused                      atomic.Int64 // error frames: sends the node refused
 	limited                      atomic.Int64 // error frames rate_limited: the node limits widget messages
 	duplicates, reordered        atomic.Int64
-	mu                           sync.Mutex
-	latencies                    []time.Duration
-	readers                      sync.WaitGroup
+	codes                        struct {
+		sync.Mutex
+		m map[string]int // error frames by code
+	}
+	track struct {
+		sync.Mutex
+		msgs map[string]*tracked // acked or delivered messages not yet delivered to every agent socket
+	}
+	readers sync.WaitGroup
+}
+
+// tracked is one message on its way to the agent sockets.
+type tracked struct {
+	acked bool
+	got   int // agent sockets that received it
 }
 
 type visitorConn struct {
-	ws   *websocket.Conn
-	conv string
-	mu   sync.Mutex // one writer at a time
-	n    int
+	ws     *websocket.Conn
+	conv   string
+	window chan struct{} // closed loop: a token per message that may be sent
+	mu     sync.Mutex    // one writer at a time; guards n
+	n      int
+	sends  struct {
+		sync.Mutex
+		at map[string]time.Time // client_id → send time, until acked
+	}
 }
 
-func (r *run) post(ctx context.Context, path string, body any, hdr map[string]string) (map[string]any, error) {
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, "POST", r.cfg.Target+path, bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode >= 300 {
-		return nil, fmt.Errorf("POST %s: %d %v", path, resp.StatusCode, out["error"])
-	}
-	return out, nil
-}
-
-func (r *run) dial(ctx context.Context, path string, hdr http.Header) (*websocket.Conn, error) {
-	url := "ws" + strings.TrimPrefix(r.cfg.Target, "http") + path
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: hdr})
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", path, err)
-	}
-	c.SetReadLimit(1 << 20)
-	return c, nil
-}
-
+// setup signs up the tenant and opens every socket; visitors open their
+// conversations several at a time.
 func (r *run) setup(ctx context.Context) error {
-	suffix := make([]byte, 6)
-	rand.Read(suffix)
-	email := "load-" + hex.EncodeToString(suffix) + "@example.invalid"
-	password := "load test password " + hex.EncodeToString(suffix)
-	signup, err := r.post(ctx, "/api/v1/signup", map[string]string{"organization": "Load test", "name": "Load", "email": email, "password": password}, nil)
-	if err != nil {
+	var err error
+	if r.ten, err = signup(ctx, r.http, r.cfg.Target); err != nil {
 		return err
 	}
-	// A session with its CSRF token makes the API token the agents use.
-	jar := &http.Client{Timeout: 30 * time.Second}
-	b, _ := json.Marshal(map[string]string{"email": email, "password": password})
-	resp, err := jar.Post(r.cfg.Target+"/api/v1/login", "application/json", bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	var login map[string]any
-	json.NewDecoder(resp.Body).Decode(&login)
-	resp.Body.Close()
-	var cookie string
-	for _, c := range resp.Cookies() {
-		cookie = c.Name + "=" + c.Value
-	}
-	csrf, _ := login["csrf_token"].(string)
-	tok, err := r.post(ctx, "/api/v1/tokens", map[string]string{"name": "load"}, map[string]string{"Cookie": cookie, "X-CSRF-Token": csrf})
-	if err != nil {
-		return err
-	}
-	r.token, _ = tok["token"].(string)
-
-	wk, _ := signup["widget_key"].(string)
-	for i := range r.cfg.Visitors {
-		sess, err := r.post(ctx, "/api/v1/widget/sessions", map[string]string{"widget_key": wk}, nil)
+	nodes := r.cfg.nodes()
+	r.visitors = make([]*visitorConn, r.cfg.Visitors)
+	var opened atomic.Int64
+	stop := r.progressWhile(func() string {
+		return fmt.Sprintf("setup: %d/%d visitor sockets open, each with a conversation", opened.Load(), r.cfg.Visitors)
+	})
+	err = parallel(ctx, r.cfg.Visitors, 32, func(ctx context.Context, i int) error {
+		v, err := r.openVisitor(ctx, nodes[i%len(nodes)], i)
 		if err != nil {
 			return err
 		}
-		ws, err := r.dial(ctx, "/ws/widget?token="+sess["visitor_token"].(string), nil)
-		if err != nil {
-			return err
-		}
-		v := &visitorConn{ws: ws}
-		r.visitors = append(r.visitors, v)
-		// The first message starts the conversation; its ack names it.
-		if err := writeJSON(ctx, ws, map[string]string{"type": "send", "client_id": fmt.Sprint("open-", i), "body": "hello"}); err != nil {
-			return err
-		}
-		for v.conv == "" {
-			f, err := readFrame(ctx, ws)
-			if err != nil {
-				return err
-			}
-			if f["type"] == "ack" {
-				v.conv, _ = f["conversation_id"].(string)
-			}
-		}
+		r.visitors[i] = v
+		opened.Add(1)
+		return nil
+	})
+	stop()
+	if err != nil {
+		return err
 	}
-	for range r.cfg.Agents {
-		ws, err := r.dial(ctx, "/ws/agent", http.Header{"Authorization": {"Bearer " + r.token}})
+	for i := range r.cfg.Agents {
+		ws, err := dialWS(ctx, r.http, wsURL(nodes[i%len(nodes)], "/ws/agent"), http.Header{"Authorization": {"Bearer " + r.ten.token}})
 		if err != nil {
-			return err
+			return fmt.Errorf("load: open agent socket %d: %w", i+1, err)
 		}
 		r.agents = append(r.agents, ws)
 	}
@@ -228,48 +287,98 @@ func (r *run) setup(ctx context.Context) error {
 	for _, agent := range r.agents {
 		for _, v := range r.visitors {
 			if err := writeJSON(ctx, agent, map[string]any{"type": "resume", "conversation_id": v.conv, "after": 1}); err != nil {
-				return err
+				return fmt.Errorf("load: resume on an agent socket: %w", err)
 			}
 		}
 	}
 	return nil
 }
 
-func writeJSON(ctx context.Context, ws *websocket.Conn, v any) error {
-	b, _ := json.Marshal(v)
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return ws.Write(wctx, websocket.MessageText, b)
-}
-
-func readFrame(ctx context.Context, ws *websocket.Conn) (map[string]any, error) {
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	_, b, err := ws.Read(rctx)
+// openVisitor opens visitor i's session and socket on node, and its
+// conversation with a first message, whose ack names it.
+func (r *run) openVisitor(ctx context.Context, node string, i int) (*visitorConn, error) {
+	token, err := widgetSession(ctx, r.http, node, r.ten.widgetKey)
 	if err != nil {
 		return nil, err
 	}
-	var f map[string]any
-	return f, json.Unmarshal(b, &f)
+	ws, err := dialWS(ctx, r.http, wsURL(node, "/ws/widget?token="+token), nil)
+	if err != nil {
+		return nil, fmt.Errorf("load: open widget socket %d: %w", i+1, err)
+	}
+	v := &visitorConn{ws: ws, window: make(chan struct{}, max(r.cfg.Window, 1))}
+	v.sends.at = map[string]time.Time{}
+	if err := writeJSON(ctx, ws, map[string]string{"type": "send", "client_id": fmt.Sprint("open-", i), "body": "hello"}); err != nil {
+		ws.CloseNow()
+		return nil, fmt.Errorf("load: first message of visitor %d: %w", i+1, err)
+	}
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for v.conv == "" {
+		f, err := readFrame(actx, ws)
+		if err != nil {
+			ws.CloseNow()
+			return nil, fmt.Errorf("load: ack of visitor %d's first message: %w", i+1, err)
+		}
+		switch f["type"] {
+		case "ack":
+			v.conv, _ = f["conversation_id"].(string)
+		case "error":
+			ws.CloseNow()
+			return nil, fmt.Errorf("load: visitor %d's first message refused: %v %v", i+1, f["code"], f["message"])
+		}
+	}
+	for range cap(v.window) {
+		v.window <- struct{}{}
+	}
+	return v, nil
 }
 
-// load sends at the configured rate and collects acks and deliveries.
+// load sends for the configured time, waits for what is on its way, and
+// sums up.
 func (r *run) load(ctx context.Context) (Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	start := time.Now()
+	r.series = newSeries(start)
+	r.track.msgs = map[string]*tracked{}
 	for _, v := range r.visitors {
 		r.readers.Go(func() { r.readVisitor(ctx, v) })
 	}
 	for _, a := range r.agents {
 		r.readers.Go(func() { r.readAgent(ctx, a) })
 	}
+	var last [3]int64
+	stop := r.progressWhile(func() string {
+		now := [3]int64{r.sent.Load(), r.acked.Load(), r.delivered.Load()}
+		s := fmt.Sprintf("%5.0fs  sent %d (%d/s)  acked %d (%d/s)  delivered %d (%d/s)  errors %d",
+			time.Since(start).Seconds(), now[0], now[0]-last[0], now[1], now[1]-last[1], now[2], now[2]-last[2], r.errs.Load())
+		last = now
+		return s
+	})
+	defer stop()
 
-	start := time.Now()
+	end := start.Add(r.cfg.Duration)
+	if r.cfg.Rate > 0 {
+		r.openLoop(ctx, start)
+	} else {
+		r.closedLoop(ctx, end)
+	}
+	sendTime := time.Since(start)
+	r.awaitInFlight(r.cfg.Grace)
+	stop()
+	cancel()
+	r.closeAll()
+	r.readers.Wait()
+	return r.result(sendTime), nil
+}
+
+// openLoop sends at the configured rate, round-robin over the visitors,
+// each message from its own goroutine so a slow socket delays only itself.
+func (r *run) openLoop(ctx context.Context, start time.Time) {
 	interval := time.Second / time.Duration(r.cfg.Rate)
 	total := int(r.cfg.Duration / interval)
-	progress := time.NewTicker(time.Second)
-	defer progress.Stop()
 	var senders sync.WaitGroup
+	defer senders.Wait()
 	for i := 0; i < total && ctx.Err() == nil; i++ {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			select {
@@ -277,65 +386,111 @@ func (r *run) load(ctx context.Context) (Result, error) {
 			case <-ctx.Done():
 			}
 		}
-		select {
-		case <-progress.C:
-			r.report(time.Since(start))
-		default:
-		}
 		v := r.visitors[i%len(r.visitors)]
 		senders.Go(func() { r.send(ctx, v) })
 	}
-	senders.Wait()
-	sendTime := time.Since(start)
-	// Let the last acks and deliveries arrive, up to 2 s.
-	deadline := time.Now().Add(2 * time.Second)
-	agents := int64(len(r.agents))
-	for (r.acked.Load() < r.sent.Load() || r.delivered.Load() < r.acked.Load()*agents) && time.Now().Before(deadline) {
+}
+
+// closedLoop has every visitor send whenever its window has room, until
+// end.
+func (r *run) closedLoop(ctx context.Context, end time.Time) {
+	sendCtx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+	var senders sync.WaitGroup
+	defer senders.Wait()
+	for _, v := range r.visitors {
+		senders.Go(func() {
+			for {
+				select {
+				case <-v.window:
+				case <-sendCtx.Done():
+					return
+				}
+				if sendCtx.Err() != nil {
+					return
+				}
+				// The run's context, not sendCtx: a write cut short by a
+				// deadline closes the socket.
+				r.send(ctx, v)
+			}
+		})
+	}
+}
+
+// awaitInFlight waits, up to grace, until every message sent was
+// acknowledged or refused and every acknowledged one reached every agent
+// socket.
+func (r *run) awaitInFlight(grace time.Duration) {
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		r.track.Lock()
+		pending := len(r.track.msgs)
+		r.track.Unlock()
+		if r.acked.Load()+r.refused.Load() >= r.sent.Load() && pending == 0 {
+			return
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	cancel()
-	r.closeAll()
-	r.readers.Wait()
+}
 
-	r.mu.Lock()
-	lat := slices.Clone(r.latencies)
-	r.mu.Unlock()
-	slices.Sort(lat)
+func (r *run) result(sendTime time.Duration) Result {
+	ack, deliv := r.series.totals()
 	res := Result{
 		Sent: int(r.sent.Load()), Acked: int(r.acked.Load()), Delivered: int(r.delivered.Load()), Errors: int(r.errs.Load()),
 		RateLimited: int(r.limited.Load()),
 		Elapsed:     sendTime,
 		Duplicates:  int(r.duplicates.Load()), Reordered: int(r.reordered.Load()),
+		P50: deliv.quantile(0.50), P99: deliv.quantile(0.99), P999: deliv.quantile(0.999),
+		AckP50: ack.quantile(0.50), AckP99: ack.quantile(0.99), AckP999: ack.quantile(0.999),
+		Series: r.series.seconds(),
 	}
-	if len(lat) > 0 {
-		res.P50, res.P99, res.P999 = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)*999/1000]
+	r.codes.Lock()
+	res.ErrorCodes = maps.Clone(r.codes.m)
+	r.codes.Unlock()
+	res.Unacked = max(res.Sent-res.Acked-int(r.refused.Load()), 0)
+	r.track.Lock()
+	for _, m := range r.track.msgs {
+		if m.acked {
+			res.Undelivered += len(r.agents) - m.got
+		}
 	}
-	return res, nil
+	r.track.Unlock()
+	return res
 }
 
-func (r *run) report(elapsed time.Duration) {
+// progressWhile prints line() every second until the returned stop is
+// called (stop may be called more than once).
+func (r *run) progressWhile(line func() string) (stop func()) {
 	if r.cfg.Progress == nil {
-		return
+		return func() {}
 	}
-	fmt.Fprintf(r.cfg.Progress, "%5.1fs  sent %d  acked %d  delivered %d  errors %d\n",
-		elapsed.Seconds(), r.sent.Load(), r.acked.Load(), r.delivered.Load(), r.errs.Load())
+	return every(time.Second, func() { fmt.Fprintln(r.cfg.Progress, line()) })
 }
 
 // send writes one message whose body carries its send time.
 func (r *run) send(ctx context.Context, v *visitorConn) {
 	v.mu.Lock()
 	v.n++
-	id := fmt.Sprint("m-", v.n)
+	id := "m-" + strconv.Itoa(v.n)
+	now := time.Now()
+	v.sends.Lock()
+	v.sends.at[id] = now
+	v.sends.Unlock()
 	err := writeJSON(ctx, v.ws, map[string]string{"type": "send", "conversation_id": v.conv, "client_id": id,
-		"body": "t=" + strconv.FormatInt(time.Now().UnixNano(), 10)})
+		"body": "t=" + strconv.FormatInt(now.UnixNano(), 10)})
 	v.mu.Unlock()
 	if err != nil {
+		v.sends.Lock()
+		delete(v.sends.at, id)
+		v.sends.Unlock()
 		if ctx.Err() == nil {
 			r.errs.Add(1)
+			r.series.failed(time.Now())
 		}
 		return
 	}
 	r.sent.Add(1)
+	r.series.sent(now)
 }
 
 func (r *run) readVisitor(ctx context.Context, v *visitorConn) {
@@ -346,13 +501,63 @@ func (r *run) readVisitor(ctx context.Context, v *visitorConn) {
 		}
 		switch f["type"] {
 		case "ack":
+			now := time.Now()
+			id, _ := f["client_id"].(string)
+			v.sends.Lock()
+			at, ok := v.sends.at[id]
+			delete(v.sends.at, id)
+			v.sends.Unlock()
+			lat := time.Duration(-1)
+			if ok {
+				lat = now.Sub(at)
+			}
 			r.acked.Add(1)
+			r.series.acked(now, lat)
+			if len(r.agents) > 0 {
+				r.mark(v.conv, id, true)
+			}
 		case "error":
 			r.errs.Add(1)
-			if f["code"] == "rate_limited" {
+			r.refused.Add(1)
+			r.series.failed(time.Now())
+			code, _ := f["code"].(string)
+			if code == "rate_limited" {
 				r.limited.Add(1)
 			}
+			r.codes.Lock()
+			if r.codes.m == nil {
+				r.codes.m = map[string]int{}
+			}
+			r.codes.m[code]++
+			r.codes.Unlock()
+		default:
+			continue
 		}
+		select { // room for the next message in a closed loop
+		case v.window <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// mark records an ack (acked) or one agent socket's receipt of a message,
+// and forgets the message once both are complete.
+func (r *run) mark(conv, clientID string, acked bool) {
+	key := conv + "\x00" + clientID
+	r.track.Lock()
+	defer r.track.Unlock()
+	m := r.track.msgs[key]
+	if m == nil {
+		m = &tracked{}
+		r.track.msgs[key] = m
+	}
+	if acked {
+		m.acked = true
+	} else {
+		m.got++
+	}
+	if m.acked && m.got >= len(r.agents) {
+		delete(r.track.msgs, key)
 	}
 }
 
@@ -371,6 +576,7 @@ func (r *run) readAgent(ctx context.Context, ws *websocket.Conn) {
 		if f["type"] != "message" {
 			continue
 		}
+		now := time.Now()
 		conv, _ := f["conversation_id"].(string)
 		seq, _ := f["seq"].(float64)
 		c := convs[conv]
@@ -378,8 +584,9 @@ func (r *run) readAgent(ctx context.Context, ws *websocket.Conn) {
 			c = &seen{seqs: map[float64]bool{}}
 			convs[conv] = c
 		}
+		dup := c.seqs[seq]
 		switch {
-		case c.seqs[seq]:
+		case dup:
 			r.duplicates.Add(1)
 		case seq < c.max:
 			r.reordered.Add(1)
@@ -390,17 +597,20 @@ func (r *run) readAgent(ctx context.Context, ws *websocket.Conn) {
 		if err != nil {
 			continue // not one of ours (the opening messages)
 		}
-		lat := time.Since(time.Unix(0, ns))
 		r.delivered.Add(1)
-		r.mu.Lock()
-		r.latencies = append(r.latencies, lat)
-		r.mu.Unlock()
+		r.series.delivered(now, now.Sub(time.Unix(0, ns)))
+		if !dup {
+			id, _ := f["client_id"].(string)
+			r.mark(conv, id, false)
+		}
 	}
 }
 
 func (r *run) closeAll() {
 	for _, v := range r.visitors {
-		v.ws.CloseNow()
+		if v != nil {
+			v.ws.CloseNow()
+		}
 	}
 	for _, a := range r.agents {
 		a.CloseNow()

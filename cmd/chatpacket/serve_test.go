@@ -294,4 +294,24 @@ func TestBenchAgainstANode(t *testing.T) {
 	if m == nil || m[1] != "200" || m[2] != "200" || m[3] != "400" || m[4] != "0" {
 		t.Fatalf("bench reported %q; want 200 sent and acked, 400 delivered (200 to each agent), no errors", out)
 	}
+
+	// A scenario writes its results; median reads them.
+	dir := filepath.Join(t.TempDir(), "run")
+	out, err = exec.Command(bin, "bench", "throughput", "--target", "http://"+n.addr, "--visitors", "4", "--window", "2", "--duration", "1s", "--out", dir).Output()
+	if err != nil {
+		t.Fatalf("bench throughput: %v\n%s", err, out)
+	}
+	for _, f := range []string{"result.json", "chart.svg"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("bench throughput --out: %v", err)
+		}
+	}
+	out, err = exec.Command(bin, "bench", "median", dir, dir).Output()
+	if err != nil || !regexp.MustCompile(`throughput, median of 2 runs[^\n]*\n\s+acked\s+\d`).Match(out) {
+		t.Errorf("bench median = %v\n%s; want the acked median of 2 runs", err, out)
+	}
+	// fanout needs agents to deliver to.
+	if out, err := exec.Command(bin, "bench", "fanout", "--target", "http://"+n.addr, "--agents", "0").CombinedOutput(); err == nil || !strings.Contains(string(out), "--agents must be at least 1") {
+		t.Errorf("bench fanout --agents 0 = %v\n%s; want a refusal", err, out)
+	}
 }
