@@ -29,22 +29,31 @@ const (
 // closed.
 var ErrSlowConsumer = errors.New("transport: slow consumer")
 
-// Conn is one WebSocket connection with its own writer: Send never blocks
-// on the network, it queues (bounded in bytes) for the writer goroutine.
+// Conn is one WebSocket connection: Send never blocks on the network, it
+// queues (bounded in bytes) for a writer; Serve reads.
+//
+// Memory. Most connections are idle most of the time (a widget left open
+// in a tab), so an idle connection keeps one goroutine, the reader, and
+// nothing else: a writer goroutine runs only while the queue has frames
+// (Send starts it, it ends when the queue is empty), and a ping is a timer
+// whose callback runs only when it fires. One writer at a time keeps the
+// frames in order.
+//
 // Send is safe for concurrent use; Serve runs the connection.
 type Conn struct {
 	ws *websocket.Conn
 
 	mu struct {
 		sync.Mutex
-		queue  [][]byte
-		bytes  int
-		closed bool
-		err    error // why it closed
+		queue   [][]byte
+		bytes   int
+		writing bool // a writer goroutine is draining the queue
+		closed  bool
+		err     error // why it closed
 	}
-	wake    chan struct{}  // buffered 1: the queue has frames
-	done    chan struct{}  // closed when the connection is closed
-	closing sync.WaitGroup // the close handshake, which Serve waits for
+	ping  *time.Timer    // the next ping; nil until Serve
+	done  chan struct{}  // closed when the connection is closed
+	tasks sync.WaitGroup // writers, pings and the close handshake, which Serve waits for
 }
 
 // AcceptConn upgrades an HTTP request to a WebSocket connection. origins
@@ -56,7 +65,7 @@ func AcceptConn(w http.ResponseWriter, r *http.Request, origins []string) (*Conn
 		return nil, err // Accept has answered the request
 	}
 	ws.SetReadLimit(MaxFrameBytes) // a bigger frame closes with 1009
-	return &Conn{ws: ws, wake: make(chan struct{}, 1), done: make(chan struct{})}, nil
+	return &Conn{ws: ws, done: make(chan struct{})}, nil
 }
 
 // Send queues a frame. It fails once the connection is closed; a frame
@@ -76,11 +85,15 @@ func (c *Conn) Send(frame []byte) error {
 	}
 	c.mu.queue = append(c.mu.queue, frame)
 	c.mu.bytes += len(frame)
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if !c.mu.writing {
+		c.mu.writing = true
+		c.tasks.Add(1) // under mu: never after Serve's Wait began (closed is set first)
+		go func() {
+			defer c.tasks.Done()
+			c.drain()
+		}()
 	}
+	c.mu.Unlock()
 	return nil
 }
 
@@ -107,19 +120,14 @@ func (c *Conn) SendError(code, message string) error {
 }
 
 // Serve reads frames and hands each text frame to handle, one at a time,
-// until the connection closes or ctx ends; it also runs the writer and the
-// pings. A binary frame is answered with an error frame. Serve returns why
+// until the connection closes or ctx ends (a read ends with ctx); it arms
+// the pings, and returns once its writer and pings have ended. A binary frame is answered with an error frame. Serve returns why
 // the connection ended.
 func (c *Conn) Serve(ctx context.Context, handle func(ctx context.Context, frame []byte)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Go(func() { c.writeLoop(ctx) })
-	wg.Go(func() { c.pingLoop(ctx) })
-	defer c.closing.Wait()
-	defer wg.Wait()
-	defer cancel()
-
+	c.mu.Lock()
+	c.ping = time.AfterFunc(PingInterval, c.pingOnce)
+	c.mu.Unlock()
+	defer c.tasks.Wait()
 	for {
 		typ, frame, err := c.ws.Read(ctx)
 		if err != nil {
@@ -161,62 +169,68 @@ func (c *Conn) close(code websocket.StatusCode, reason string, why error) {
 	}
 	c.mu.closed, c.mu.err = true, why
 	c.mu.queue, c.mu.bytes = nil, 0
+	if c.ping != nil {
+		c.ping.Stop()
+	}
+	// Under mu, so that Serve's Wait, which follows its own close, counts it.
+	c.tasks.Add(1)
 	c.mu.Unlock()
 	close(c.done)
 	// The close handshake waits up to 5 s for the client; do not hold up the
 	// caller (a grain's event fan-out, say) for that. Serve waits for it.
-	c.closing.Go(func() { c.ws.Close(code, reason) })
+	go func() {
+		defer c.tasks.Done()
+		c.ws.Close(code, reason)
+	}()
 }
 
-func (c *Conn) writeLoop(ctx context.Context) {
+// drain writes the queued frames, in order, until the queue is empty or
+// the connection closed; Send starts it when it is not running.
+func (c *Conn) drain() {
 	for {
-		select {
-		case <-c.wake:
-		case <-c.done:
-			return
-		case <-ctx.Done():
-			return
-		}
-		for {
-			c.mu.Lock()
-			if len(c.mu.queue) == 0 || c.mu.closed {
-				c.mu.Unlock()
-				break
-			}
-			frame := c.mu.queue[0]
-			c.mu.queue[0] = nil
-			c.mu.queue = c.mu.queue[1:]
-			c.mu.bytes -= len(frame)
+		c.mu.Lock()
+		if len(c.mu.queue) == 0 || c.mu.closed {
+			c.mu.writing = false
+			c.mu.queue = nil // an idle connection keeps no slice
 			c.mu.Unlock()
+			return
+		}
+		frame := c.mu.queue[0]
+		c.mu.queue[0] = nil
+		c.mu.queue = c.mu.queue[1:]
+		c.mu.bytes -= len(frame)
+		c.mu.Unlock()
 
-			wctx, cancel := context.WithTimeout(ctx, FrameWriteTimeout)
-			err := c.ws.Write(wctx, websocket.MessageText, frame)
-			cancel()
-			if err != nil {
-				c.close(websocket.StatusGoingAway, "write failed", fmt.Errorf("transport: write: %w", err))
-				return
-			}
+		ctx, cancel := context.WithTimeout(context.Background(), FrameWriteTimeout)
+		err := c.ws.Write(ctx, websocket.MessageText, frame)
+		cancel()
+		if err != nil {
+			c.close(websocket.StatusGoingAway, "write failed", fmt.Errorf("transport: write: %w", err))
 		}
 	}
 }
 
-func (c *Conn) pingLoop(ctx context.Context) {
-	t := time.NewTicker(PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			pctx, cancel := context.WithTimeout(ctx, PingTimeout)
-			err := c.ws.Ping(pctx)
-			cancel()
-			if err != nil {
-				c.close(websocket.StatusGoingAway, "ping timeout", fmt.Errorf("transport: ping: %w", err))
-				return
-			}
-		case <-c.done:
-			return
-		case <-ctx.Done():
-			return
-		}
+// pingOnce pings the client, runs on the ping timer, and arms the next
+// ping; a client that does not answer within PingTimeout is disconnected.
+func (c *Conn) pingOnce() {
+	c.mu.Lock()
+	if c.mu.closed {
+		c.mu.Unlock()
+		return
 	}
+	c.tasks.Add(1)
+	c.mu.Unlock()
+	defer c.tasks.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), PingTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if err != nil {
+		c.close(websocket.StatusGoingAway, "ping timeout", fmt.Errorf("transport: ping: %w", err))
+		return
+	}
+	c.mu.Lock()
+	if !c.mu.closed {
+		c.ping.Reset(PingInterval)
+	}
+	c.mu.Unlock()
 }

@@ -65,6 +65,8 @@ type serveConfig struct {
 	tlsCert       string
 	tlsKey        string
 	tlsSelfSigned bool
+
+	pprofAddr string
 }
 
 func newServeCommand() *cobra.Command {
@@ -138,6 +140,7 @@ the cluster and closes the store.`,
 	f.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS and WSS on --http (with --tls-key)")
 	f.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	f.BoolVar(&cfg.tlsSelfSigned, "tls-self-signed", false, "serve HTTPS with a self-signed certificate for localhost, generated into DATA_DIR/tls (development)")
+	f.StringVar(&cfg.pprofAddr, "pprof", "", "serve Go's profiles (net/http/pprof) on this address, as 127.0.0.1:6060, for measuring (default: off)")
 	return cmd
 }
 
@@ -149,6 +152,11 @@ func serve(ctx context.Context, cfg serveConfig) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if cfg.pprofAddr != "" {
+		if err := servePprof(ctx, cfg.pprofAddr, log); err != nil {
+			return err
+		}
+	}
 	sender := mailSender(cfg, log)
 	tlsCfg, err := serverTLS(cfg, log, time.Now())
 	if err != nil {
