@@ -50,8 +50,28 @@ type socket struct {
 	// access is set for agent sockets: which conversations they see.
 	access *socketAccess
 
+	// owned: on widget sockets, conversations known to be the visitor's.
+	// A conversation's visitor never changes, so once checked it need not
+	// be read again for each message. Used by the reading goroutine only.
+	owned map[storage.ID]bool
+
 	mu      sync.Mutex
 	watches map[storage.ID]*gateway.Watch
+}
+
+// maxOwned bounds a widget socket's owned set: a visitor has a few
+// conversations; past this many the set starts over.
+const maxOwned = 64
+
+// own records that conv is the socket's visitor's.
+func (s *socket) own(conv storage.ID) {
+	if s.visitor == nil {
+		return
+	}
+	if s.owned == nil || len(s.owned) >= maxOwned {
+		s.owned = make(map[storage.ID]bool)
+	}
+	s.owned[conv] = true
 }
 
 func (a *API) widgetSocket(w http.ResponseWriter, r *http.Request) {
@@ -184,6 +204,9 @@ func (s *socket) conversation(ctx context.Context, f clientFrame, mayBeNew bool)
 	if err != nil {
 		return conv, errorf(http.StatusNotFound, "not_found", "no such conversation")
 	}
+	if s.owned[conv] {
+		return conv, nil
+	}
 	rec, err := s.api.Machine.Conversation(ctx, s.tenant, conv)
 	switch {
 	case err != nil && mayBeNew && s.visitor != nil:
@@ -193,6 +216,7 @@ func (s *socket) conversation(ctx context.Context, f clientFrame, mayBeNew bool)
 	case s.visitor != nil && string(rec.VisitorId) != string(s.visitor.id[:]):
 		return conv, errorf(http.StatusNotFound, "not_found", "no such conversation")
 	}
+	s.own(conv)
 	if s.access != nil {
 		ac, err := s.access.current(ctx)
 		if err != nil {
@@ -224,7 +248,11 @@ func (s *socket) send(ctx context.Context, f clientFrame) error {
 	if err != nil {
 		return grainError(err)
 	}
-	// Acknowledged only now: the message is durable.
+	// Acknowledged only now: the message is durable. A conversation whose
+	// id derives from this visitor's id is theirs.
+	if f.ConversationID == "" {
+		s.own(conv)
+	}
 	s.api.metrics.posts.WithLabelValues(authorOf(s.author).Kind).Inc()
 	s.conn.SendJSON(map[string]any{"type": "ack", "client_id": f.ClientID, "conversation_id": conv.String(), "seq": res.Seq})
 	// The sender sees the conversation live from here; a socket that
