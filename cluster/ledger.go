@@ -14,12 +14,13 @@ import (
 )
 
 // Erasure across the cluster. A shred is a raft command (shard.ShredKeys),
-// so the replicas of its shard apply it before it is acknowledged. Every
-// other node learns it here: each node compares its shred ledger's digest
-// with every peer's, every Config.LedgerSync, and pulls the entries of a
-// peer whose digest differs; the ledger is a grow-only set, so pulling
-// everything a peer has is the whole merge. That reaches the nodes that
-// hold no replica of the shard, former replicas (whose copies stay on
+// so the replicas of its shard apply it before it is acknowledged; then
+// the node that made it hands the ids to every live node (PushLedger)
+// before it answers. A node that missed the push learns them here: each
+// node compares its shred ledger's digest with every peer's, every
+// Config.LedgerSync, and pulls the entries of a peer whose digest
+// differs; the ledger is a grow-only set, so pulling everything a peer has
+// is the whole merge. That reaches former replicas (whose copies stay on
 // disk), and a node that was down or cut off, once it is back.
 //
 // Then each node takes the erased data out of its own raft state: the raft
@@ -91,6 +92,15 @@ func serveLedger(c actor.Context, db *storage.DB) bool {
 func (s *membership) exchangeLedgers(n *Node, db *storage.DB, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	for {
 		select {
 		case <-t.C:
@@ -101,7 +111,7 @@ func (s *membership) exchangeLedgers(n *Node, db *storage.DB, interval time.Dura
 			if p.NodeID == "" || p.NodeID == n.p.cfg.Identity.NodeID {
 				continue
 			}
-			if err := pullLedger(n, db, p.RemoteAddr, s.stop); err != nil {
+			if err := pullLedger(ctx, n, db, p.RemoteAddr); err != nil {
 				n.p.log.Debug("ledger exchange", "peer", p.NodeID, "err", err)
 			}
 		}
@@ -110,16 +120,9 @@ func (s *membership) exchangeLedgers(n *Node, db *storage.DB, interval time.Dura
 
 // pullLedger applies every entry of the peer at remote's ledger that this
 // node lacks, when their digests differ.
-func pullLedger(n *Node, db *storage.DB, remote string, stop <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+func pullLedger(ctx context.Context, n *Node, db *storage.DB, remote string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	pid := actor.NewPID(remote, forwarderName)
 	res, err := n.System.Root.RequestFuture(pid, &clusterpb.LedgerDigestRequest{}, ledgerAskTimeout).Result()
 	if err != nil {
@@ -137,7 +140,7 @@ func pullLedger(n *Node, db *storage.DB, remote string, stop <-chan struct{}) er
 		return nil
 	}
 	var cursor []byte
-	for pages := 0; ; pages++ {
+	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
