@@ -273,16 +273,35 @@ func (g *Gateway) renewLoop() {
 			tenants = append(tenants, id)
 		}
 		g.mu.Unlock()
+		// Each renewal may wait out its timeout (a grain on a node that
+		// stopped): look for Close between them, or a node's shutdown
+		// waits for a whole pass, one timeout per subscription.
 		for conv, tenant := range convs {
+			if g.stopped() {
+				return
+			}
 			if err := g.subscribe(tenant, conv); err != nil {
 				g.log.Warn("renewing a subscription", "conversation", conv.String(), "err", err)
 			}
 		}
 		for _, tenant := range tenants {
+			if g.stopped() {
+				return
+			}
 			if err := g.subscribeTenant(tenant); err != nil {
 				g.log.Warn("renewing a tenant subscription", "tenant", tenant.String(), "err", err)
 			}
 		}
+	}
+}
+
+// stopped reports whether Close began.
+func (g *Gateway) stopped() bool {
+	select {
+	case <-g.stop:
+		return true
+	default:
+		return false
 	}
 }
 
