@@ -267,3 +267,19 @@ func TestBrowserHarness(t *testing.T) {
 		t.Fatalf("requests %v do not include the host page", b.Requests())
 	}
 }
+
+// signUpInPage signs up through the dashboard's signup page in tab, with
+// the password every browser test uses, and waits for the inbox it lands
+// on.
+func signUpInPage(t *testing.T, tab context.Context, base, org, name, email string) {
+	t.Helper()
+	do(t, tab, "sign up through the page",
+		chromedp.Navigate(base+"/signup"),
+		chromedp.SendKeys(chromedp.CSS("#organization"), org),
+		chromedp.SendKeys(chromedp.CSS("#name"), name),
+		chromedp.SendKeys(chromedp.CSS("#email"), email),
+		chromedp.SendKeys(chromedp.CSS("#password"), "correct horse battery"),
+		chromedp.Click(chromedp.CSS(`#signup-form button[type="submit"]`)),
+	)
+	waitEval(t, tab, `location.pathname === "/app"`, 10*time.Second)
+}

@@ -52,15 +52,7 @@ func TestDashboardBrowser(t *testing.T) {
 	const wait = 10 * time.Second
 
 	// Sign up through the page: it logs in and lands in the inbox, live.
-	do(t, tab, "open /signup", chromedp.Navigate(base+"/signup"))
-	do(t, tab, "fill in the signup form",
-		chromedp.SendKeys(chromedp.CSS("#organization"), "Acme Shoes"),
-		chromedp.SendKeys(chromedp.CSS("#name"), "Ada Lovelace"),
-		chromedp.SendKeys(chromedp.CSS("#email"), "ada@acme.example"),
-		chromedp.SendKeys(chromedp.CSS("#password"), "correct horse battery"),
-		chromedp.Click(chromedp.CSS(`#signup-form button[type="submit"]`)),
-	)
-	waitEval(t, tab, `location.pathname === "/app"`, wait)
+	signUpInPage(t, tab, base, "Acme Shoes", "Ada Lovelace", "ada@acme.example")
 	waitText(t, tab, "#conn-status", "Live", wait)
 	waitText(t, tab, "#me-name", "Ada Lovelace", wait)
 	waitText(t, tab, "#org-name", "Acme Shoes", wait)

@@ -26,14 +26,7 @@ func TestEndToEndBrowser(t *testing.T) {
 
 	// The agent signs up in the dashboard and takes the snippet's key.
 	dash := b.Tab()
-	do(t, dash, "open /signup", chromedp.Navigate(base+"/signup"))
-	do(t, dash, "sign up",
-		chromedp.SendKeys(chromedp.CSS("#organization"), "Acme"),
-		chromedp.SendKeys(chromedp.CSS("#name"), "Ada Lovelace"),
-		chromedp.SendKeys(chromedp.CSS("#email"), "ada@acme.example"),
-		chromedp.SendKeys(chromedp.CSS("#password"), "correct horse battery"),
-		chromedp.Click(chromedp.CSS(`#signup-form button[type="submit"]`)),
-	)
+	signUpInPage(t, dash, base, "Acme", "Ada Lovelace", "ada@acme.example")
 	waitText(t, dash, "#conn-status", "Live", wait)
 	owner := newClient(t, base)
 	if status, out := owner.call("POST", "/api/v1/login", map[string]string{"email": "ada@acme.example", "password": "correct horse battery"}); status != http.StatusOK {

@@ -18,15 +18,7 @@ func TestDashboardPrivacy(t *testing.T) {
 	tab := b.Tab()
 	const wait = 10 * time.Second
 
-	do(t, tab, "sign up",
-		chromedp.Navigate(base+"/signup"),
-		chromedp.SendKeys(chromedp.CSS("#organization"), "Acme Privacy"),
-		chromedp.SendKeys(chromedp.CSS("#name"), "Olive Owner"),
-		chromedp.SendKeys(chromedp.CSS("#email"), "olive@acme.example"),
-		chromedp.SendKeys(chromedp.CSS("#password"), "correct horse battery"),
-		chromedp.Click(chromedp.CSS(`#signup-form button[type="submit"]`)),
-	)
-	waitEval(t, tab, `location.pathname === "/app"`, wait)
+	signUpInPage(t, tab, base, "Acme Privacy", "Olive Owner", "olive@acme.example")
 	waitText(t, tab, "#conn-status", "Live", wait)
 
 	owner := newClient(t, base)

@@ -17,15 +17,7 @@ func TestDashboardDeleteOrganization(t *testing.T) {
 	b := newBrowser(t)
 	tab := b.Tab()
 	const wait = 10 * time.Second
-	do(t, tab, "sign up",
-		chromedp.Navigate(base+"/signup"),
-		chromedp.SendKeys(chromedp.CSS("#organization"), "Acme Shoes"),
-		chromedp.SendKeys(chromedp.CSS("#name"), "Ada Lovelace"),
-		chromedp.SendKeys(chromedp.CSS("#email"), "ada@acme.example"),
-		chromedp.SendKeys(chromedp.CSS("#password"), "correct horse battery"),
-		chromedp.Click(chromedp.CSS(`#signup-form button[type="submit"]`)),
-	)
-	waitEval(t, tab, `location.pathname === "/app"`, wait)
+	signUpInPage(t, tab, base, "Acme Shoes", "Ada Lovelace", "ada@acme.example")
 	do(t, tab, "open the account page", chromedp.Navigate(base+"/app/account"))
 	waitEval(t, tab, `!!document.querySelector("#del-form")`, wait)
 	if eval[bool](t, tab, `!!document.querySelector("#terminating-banner")`) {
