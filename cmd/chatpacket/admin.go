@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/chatpacket/chatpacket/storage"
 	"github.com/spf13/cobra"
@@ -34,4 +36,12 @@ CHATPACKET_MASTER_KEY. A store opens only with the key it was created with.`,
 	addClusterCommands(admin)
 	addBackupCommands(admin)
 	return admin
+}
+
+// printJSON writes v as indented JSON: the --json output of the admin
+// commands.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

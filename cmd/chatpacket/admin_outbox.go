@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -110,9 +109,7 @@ func listOutbox(out io.Writer, dataDir string, asJSON bool) error {
 		entries = append(entries, e)
 	}
 	if asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(entries)
+		return printJSON(out, entries)
 	}
 	if len(entries) == 0 {
 		_, err := fmt.Fprintf(out, "the outbox %s is empty\n", dir)
@@ -150,9 +147,7 @@ func showOutboxMessage(out io.Writer, dataDir, which string, asJSON bool) error 
 		return fmt.Errorf("%s: %s", file, e.Error)
 	}
 	if asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(e)
+		return printJSON(out, e)
 	}
 	raw, err := os.ReadFile(file)
 	if err != nil {
