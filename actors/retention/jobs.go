@@ -100,9 +100,11 @@ const maxErasedAgents = 10_000
 
 // eraseTenant releases the global index entries that name the tenant (its
 // agents' emails, so they can sign up again, and its widget key), then
-// shreds the tenant key through every shard's log, its own last: once its
-// own record reads as erased the erasure is complete, and a pass that was
-// cut off before that does it all again.
+// shreds the tenant key through its own shard's log. Machine.Shred hands
+// the key to every live node before it returns, and the nodes' ledger
+// exchange brings it to the others; once the tenant's own record reads as
+// erased the erasure is complete, and a pass cut off before that does it
+// all again.
 //
 // What stays: records sealed under the shredded key (conversations,
 // messages, visitors, tokens, the tenant's own tables) are unreadable
@@ -125,15 +127,6 @@ func eraseTenant(ctx context.Context, m *shard.Machine, tenant storage.ID, rec *
 		}
 	}
 	key := storage.TenantKey(tenant).ID
-	home := storage.ShardOf(tenant[:], m.Shards())
-	for sh := range uint16(m.Shards()) {
-		if sh == home {
-			continue
-		}
-		if err := m.Shred(ctx, shard.RouteOfShard(sh, m.Shards()), now, key); err != nil {
-			return fmt.Errorf("shred the tenant key in shard %d: %w", sh, err)
-		}
-	}
 	if err := m.Shred(ctx, tenant, now, key); err != nil {
 		return fmt.Errorf("shred the tenant key: %w", err)
 	}
