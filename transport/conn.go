@@ -23,6 +23,12 @@ const (
 	PingInterval      = 30 * time.Second
 	PingTimeout       = 10 * time.Second
 	closeSlowConsumer = websocket.StatusTryAgainLater // 1013: reconnect and resume
+	// CoalesceWindow is the least time between two writes of one
+	// connection: frames queued within it of the last write wait for its
+	// end and go out together. An idle connection writes at once; a busy
+	// one (an agent's, sent thousands of frames a second) makes at most
+	// about one write system call per window, instead of one per frame.
+	CoalesceWindow = time.Millisecond
 )
 
 // ErrSlowConsumer is why a connection whose outbound queue overflowed was
@@ -42,6 +48,9 @@ var ErrSlowConsumer = errors.New("transport: slow consumer")
 // Send is safe for concurrent use; Serve runs the connection.
 type Conn struct {
 	ws *websocket.Conn
+	// cork coalesces the writes of one drain into one system call; nil
+	// when the server's ResponseWriter could not be hijacked through it.
+	cork *coalescingConn
 
 	mu struct {
 		sync.Mutex
@@ -51,21 +60,25 @@ type Conn struct {
 		closed  bool
 		err     error // why it closed
 	}
-	ping  *time.Timer    // the next ping; nil until Serve
-	done  chan struct{}  // closed when the connection is closed
-	tasks sync.WaitGroup // writers, pings and the close handshake, which Serve waits for
+	// lastWrite is when the last batch was written; only the writer,
+	// one at a time (ordered by mu), uses it.
+	lastWrite time.Time
+	ping      *time.Timer    // the next ping; nil until Serve
+	done      chan struct{}  // closed when the connection is closed
+	tasks     sync.WaitGroup // writers, pings and the close handshake, which Serve waits for
 }
 
 // AcceptConn upgrades an HTTP request to a WebSocket connection. origins
 // lists the host patterns (path.Match syntax, as in the Origin header's
 // host) that may open it; nil allows only same-origin requests.
 func AcceptConn(w http.ResponseWriter, r *http.Request, origins []string) (*Conn, error) {
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: origins})
+	cw := &coalescingWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: origins})
 	if err != nil {
 		return nil, err // Accept has answered the request
 	}
 	ws.SetReadLimit(MaxFrameBytes) // a bigger frame closes with 1009
-	return &Conn{ws: ws, done: make(chan struct{})}, nil
+	return &Conn{ws: ws, cork: cw.conn, done: make(chan struct{})}, nil
 }
 
 // Send queues a frame. It fails once the connection is closed; a frame
@@ -185,9 +198,18 @@ func (c *Conn) close(code websocket.StatusCode, reason string, why error) {
 }
 
 // drain writes the queued frames, in order, until the queue is empty or
-// the connection closed; Send starts it when it is not running.
+// the connection closed; Send starts it when it is not running. It takes
+// the queued frames in batches of up to maxCorked bytes and writes each
+// batch under one cork, at most one batch per CoalesceWindow, so a busy
+// connection costs a system call per batch, not one per frame. A frame
+// leaves the queue's byte count when its batch is taken, as a single
+// frame did before batching.
 func (c *Conn) drain() {
+	var batch [][]byte
 	for {
+		if wait := CoalesceWindow - time.Since(c.lastWrite); wait > 0 {
+			time.Sleep(wait) // let the frames of the window gather
+		}
 		c.mu.Lock()
 		if len(c.mu.queue) == 0 || c.mu.closed {
 			c.mu.writing = false
@@ -195,19 +217,47 @@ func (c *Conn) drain() {
 			c.mu.Unlock()
 			return
 		}
-		frame := c.mu.queue[0]
-		c.mu.queue[0] = nil
-		c.mu.queue = c.mu.queue[1:]
-		c.mu.bytes -= len(frame)
+		batch = batch[:0]
+		for n := 0; len(c.mu.queue) > 0 && (n == 0 || n+len(c.mu.queue[0]) <= maxCorked); {
+			f := c.mu.queue[0]
+			c.mu.queue[0] = nil
+			c.mu.queue = c.mu.queue[1:]
+			c.mu.bytes -= len(f)
+			n += len(f)
+			batch = append(batch, f)
+		}
 		c.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(context.Background(), FrameWriteTimeout)
-		err := c.ws.Write(ctx, websocket.MessageText, frame)
-		cancel()
+		err := c.write(batch)
+		c.lastWrite = time.Now()
+		clear(batch)
 		if err != nil {
 			c.close(websocket.StatusGoingAway, "write failed", fmt.Errorf("transport: write: %w", err))
 		}
 	}
+}
+
+// write writes frames under one cork, when the connection has one: one
+// system call for them all (and for a frame longer than the small write
+// buffer, one instead of several).
+func (c *Conn) write(frames [][]byte) (err error) {
+	if c.cork != nil {
+		c.cork.Cork()
+		defer func() {
+			if uerr := c.cork.Uncork(time.Now().Add(FrameWriteTimeout)); err == nil {
+				err = uerr
+			}
+		}()
+	}
+	for _, frame := range frames {
+		ctx, cancel := context.WithTimeout(context.Background(), FrameWriteTimeout)
+		err := c.ws.Write(ctx, websocket.MessageText, frame)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pingOnce pings the client, runs on the ping timer, and arms the next
