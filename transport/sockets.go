@@ -101,7 +101,7 @@ func (a *API) widgetSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	s := &socket{api: a, conn: conn, tenant: v.tenant, visitor: &v,
 		author: &actorspb.Author{Kind: actorspb.AuthorKind_AUTHOR_KIND_VISITOR, Id: v.id[:]}, watches: map[storage.ID]*gateway.Watch{}}
-	s.serve(r.Context())
+	go s.serve(context.WithoutCancel(r.Context()), nil)
 }
 
 func (a *API) agentSocket(w http.ResponseWriter, r *http.Request) {
@@ -127,11 +127,22 @@ func (a *API) agentSocket(w http.ResponseWriter, r *http.Request) {
 		conn.Close(websocket.StatusTryAgainLater, "try again")
 		return
 	}
-	defer tw.Close()
-	s.serve(r.Context())
+	go s.serve(context.WithoutCancel(r.Context()), tw.Close)
 }
 
-func (s *socket) serve(ctx context.Context) {
+// serve runs the socket until it closes, then calls done (if not nil).
+//
+// It runs on a goroutine of its own, and the HTTP handler that accepted
+// the socket returns: the handler's goroutine grew its stack through
+// authentication and the upgrade (to 16 KiB, measured), and kept the
+// request and net/http's state of it alive; a socket needs none of them.
+// A fresh goroutine starts small, and an idle socket's blocked read does
+// not outgrow it. ctx is the request's, without its cancellation: the
+// socket outlives the handler, and CloseSockets ends it with the server.
+func (s *socket) serve(ctx context.Context, done func()) {
+	if done != nil {
+		defer done()
+	}
 	owner := s.access != nil && s.access.role == actorspb.Role_ROLE_OWNER
 	if !s.api.track(s.conn, socketOwner{tenant: s.tenant, owner: owner}) {
 		return
@@ -153,9 +164,7 @@ func (s *socket) serve(ctx context.Context) {
 			w.Close()
 		}
 	}()
-	// The request's context ends with the server; the socket outlives the
-	// handler's writes, so it gets its own.
-	s.conn.Serve(context.WithoutCancel(ctx), s.handle)
+	s.conn.Serve(ctx, s.handle)
 }
 
 func (s *socket) handle(ctx context.Context, raw []byte) {
