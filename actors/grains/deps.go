@@ -80,9 +80,9 @@ const ConversationIdleTimeout = 10 * time.Minute
 // Kinds returns the grain kinds a node hosts.
 func Kinds() []*pacluster.Kind {
 	return []*pacluster.Kind{
-		grainpb.NewConversationKind(func() grainpb.Conversation { return &conversation{} }, ConversationIdleTimeout),
-		grainpb.NewTenantKind(func() grainpb.Tenant { return &tenant{} }, ConversationIdleTimeout),
-		grainpb.NewVisitorKind(func() grainpb.Visitor { return &visitor{} }, ConversationIdleTimeout),
+		grainpb.NewConversationKind(func() grainpb.Conversation { return &conversation{} }, ConversationIdleTimeout, actor.WithDispatcher(grainDispatcher)),
+		grainpb.NewTenantKind(func() grainpb.Tenant { return &tenant{} }, ConversationIdleTimeout, actor.WithDispatcher(grainDispatcher)),
+		grainpb.NewVisitorKind(func() grainpb.Visitor { return &visitor{} }, ConversationIdleTimeout, actor.WithDispatcher(grainDispatcher)),
 	}
 }
 

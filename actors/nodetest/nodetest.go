@@ -22,8 +22,10 @@ import (
 var Quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // LeakIgnores are the goroutines goleak must let pass in packages that run
-// protoactor: its log throttles end by themselves within a minute.
+// protoactor: its log throttles end by themselves within a minute, and the
+// grains' idle workers within seconds.
 var LeakIgnores = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/chatpacket/chatpacket/actors/grains.(*workers).work"),
 	goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.(*Gossiper).StartGossiping.NewThrottle.func3.1"),
 	goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
 	goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.NewGossipActor.NewThrottleWithLogger.func2.1"),
