@@ -313,18 +313,19 @@ func (r *run) openVisitor(ctx context.Context, node string, i int) (*visitorConn
 	}
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	fr := &frameReader{ws: ws}
 	for v.conv == "" {
-		f, err := readFrame(actx, ws)
+		f, err := fr.read(actx)
 		if err != nil {
 			ws.CloseNow()
 			return nil, fmt.Errorf("load: ack of visitor %d's first message: %w", i+1, err)
 		}
-		switch f["type"] {
+		switch f.Type {
 		case "ack":
-			v.conv, _ = f["conversation_id"].(string)
+			v.conv = f.ConversationID
 		case "error":
 			ws.CloseNow()
-			return nil, fmt.Errorf("load: visitor %d's first message refused: %v %v", i+1, f["code"], f["message"])
+			return nil, fmt.Errorf("load: visitor %d's first message refused: %v %v", i+1, f.Code, f.Message)
 		}
 	}
 	for range cap(v.window) {
@@ -494,15 +495,16 @@ func (r *run) send(ctx context.Context, v *visitorConn) {
 }
 
 func (r *run) readVisitor(ctx context.Context, v *visitorConn) {
+	fr := &frameReader{ws: v.ws}
 	for {
-		f, err := readFrame(ctx, v.ws)
+		f, err := fr.read(ctx)
 		if err != nil {
 			return
 		}
-		switch f["type"] {
+		switch f.Type {
 		case "ack":
 			now := time.Now()
-			id, _ := f["client_id"].(string)
+			id := f.ClientID
 			v.sends.Lock()
 			at, ok := v.sends.at[id]
 			delete(v.sends.at, id)
@@ -520,7 +522,7 @@ func (r *run) readVisitor(ctx context.Context, v *visitorConn) {
 			r.errs.Add(1)
 			r.refused.Add(1)
 			r.series.failed(time.Now())
-			code, _ := f["code"].(string)
+			code := f.Code
 			if code == "rate_limited" {
 				r.limited.Add(1)
 			}
@@ -564,24 +566,24 @@ func (r *run) mark(conv, clientID string, acked bool) {
 func (r *run) readAgent(ctx context.Context, ws *websocket.Conn) {
 	// What this socket saw of each conversation: every seq, and the highest.
 	type seen struct {
-		seqs map[float64]bool
-		max  float64
+		seqs map[uint64]bool
+		max  uint64
 	}
 	convs := map[string]*seen{}
+	fr := &frameReader{ws: ws}
 	for {
-		f, err := readFrame(ctx, ws)
+		f, err := fr.read(ctx)
 		if err != nil {
 			return
 		}
-		if f["type"] != "message" {
+		if f.Type != "message" {
 			continue
 		}
 		now := time.Now()
-		conv, _ := f["conversation_id"].(string)
-		seq, _ := f["seq"].(float64)
+		conv, seq := f.ConversationID, f.Seq
 		c := convs[conv]
 		if c == nil {
-			c = &seen{seqs: map[float64]bool{}}
+			c = &seen{seqs: map[uint64]bool{}}
 			convs[conv] = c
 		}
 		dup := c.seqs[seq]
@@ -592,16 +594,14 @@ func (r *run) readAgent(ctx context.Context, ws *websocket.Conn) {
 			r.reordered.Add(1)
 		}
 		c.seqs[seq], c.max = true, max(c.max, seq)
-		body, _ := f["body"].(string)
-		ns, err := strconv.ParseInt(strings.TrimPrefix(body, "t="), 10, 64)
+		ns, err := strconv.ParseInt(strings.TrimPrefix(f.Body, "t="), 10, 64)
 		if err != nil {
 			continue // not one of ours (the opening messages)
 		}
 		r.delivered.Add(1)
 		r.series.delivered(now, now.Sub(time.Unix(0, ns)))
 		if !dup {
-			id, _ := f["client_id"].(string)
-			r.mark(conv, id, false)
+			r.mark(conv, f.ClientID, false)
 		}
 	}
 }

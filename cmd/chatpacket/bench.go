@@ -143,6 +143,7 @@ type benchOptions struct {
 	cfg         load.Config
 	grace       time.Duration
 	out         string
+	cpuProfile  string
 	mustDeliver bool // fail when an acked message did not reach every agent socket
 	defaultOut  bool // write results to ./bench-results/… when --out is not given
 }
@@ -167,6 +168,7 @@ func (o *benchOptions) flags(f *pflag.FlagSet, visitors, agents, rate int) {
 		outHelp = "directory for result.json and chart.svg (default ./bench-results/" + o.scenario + "-UTCTIME)"
 	}
 	f.StringVar(&o.out, "out", "", outHelp)
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file (it shares the machine with the node)")
 }
 
 func (o *benchOptions) runMessages(cmd *cobra.Command) error {
@@ -174,6 +176,13 @@ func (o *benchOptions) runMessages(cmd *cobra.Command) error {
 	cfg.Progress = cmd.ErrOrStderr()
 	if cfg.SourceAddrs == 0 {
 		cfg.SourceAddrs = load.DefaultSourceAddrs(cfg.Target)
+	}
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	started := time.Now()
 	res, err := load.Run(cmd.Context(), cfg)
