@@ -151,6 +151,7 @@ func (a *API) agentWrite(r *http.Request, p *principal, internal bool) (int, any
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
+	began := time.Now()
 	res, err := grainpb.GetConversationGrainClient(a.Cluster, conv.String()).Post(&grainpb.PostRequest{
 		TenantId: p.tenant[:], ClientId: req.ClientID, Body: req.Body, Internal: internal,
 		Author: &actorspb.Author{Kind: actorspb.AuthorKind_AUTHOR_KIND_AGENT, Id: p.agent[:]},
@@ -159,7 +160,7 @@ func (a *API) agentWrite(r *http.Request, p *principal, internal bool) (int, any
 		return 0, nil, grainError(err)
 	}
 	if !internal {
-		a.metrics.posts.WithLabelValues("agent").Inc()
+		a.metrics.posted("agent", began)
 	}
 	return http.StatusCreated, map[string]any{"seq": res.Seq}, nil
 }

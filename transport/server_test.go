@@ -66,3 +66,30 @@ func TestHealthAndReadiness(t *testing.T) {
 		t.Fatal("GET /healthz after Shutdown succeeded; want a refused connection")
 	}
 }
+
+// TestPostMetrics: every durable post is counted, and timed, by author.
+func TestPostMetrics(t *testing.T) {
+	base := apiServer(t)
+	owner := newClient(t, base)
+	wk := signupWidgetKey(t, owner, "ada@example.com")
+	_, v := newVisitor(t, base, wk)
+	conv := visitorPosts(t, v, "", "c1", "hello")
+	visitorPosts(t, v, conv, "c2", "again")
+	visitorPosts(t, v, conv, "c2", "again") // a repeat: acked, counted, not stored twice
+
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`chatpacket_messages_acked_total{author="visitor"} 3`,
+		`chatpacket_post_duration_seconds_count{author="visitor"} 3`,
+		`chatpacket_post_duration_seconds_count{author="agent"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

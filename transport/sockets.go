@@ -253,6 +253,7 @@ func (s *socket) send(ctx context.Context, f clientFrame) error {
 	if s.visitor != nil {
 		req.VisitorId = s.visitor.id[:]
 	}
+	began := time.Now()
 	res, err := grainpb.GetConversationGrainClient(s.api.Cluster, conv.String()).Post(req)
 	if err != nil {
 		return grainError(err)
@@ -262,7 +263,7 @@ func (s *socket) send(ctx context.Context, f clientFrame) error {
 	if f.ConversationID == "" {
 		s.own(conv)
 	}
-	s.api.metrics.posts.WithLabelValues(authorOf(s.author).Kind).Inc()
+	s.api.metrics.posted(authorOf(s.author).Kind, began)
 	s.conn.SendJSON(ackFrame{Type: "ack", ClientID: f.ClientID, ConversationID: conv.String(), Seq: res.Seq})
 	// The sender sees the conversation live from here; a socket that
 	// resumed it already does.

@@ -199,6 +199,7 @@ func (a *API) widgetPost(w http.ResponseWriter, r *http.Request, v visitor) (int
 	if err := a.visitorConversation(r, v, conv, true); err != nil {
 		return 0, nil, err
 	}
+	began := time.Now()
 	res, err := grainpb.GetConversationGrainClient(a.Cluster, conv.String()).Post(&grainpb.PostRequest{
 		TenantId: v.tenant[:], VisitorId: v.id[:], ClientId: req.ClientID, Body: req.Body,
 		Author: &actorspb.Author{Kind: actorspb.AuthorKind_AUTHOR_KIND_VISITOR, Id: v.id[:]},
@@ -206,7 +207,7 @@ func (a *API) widgetPost(w http.ResponseWriter, r *http.Request, v visitor) (int
 	if err != nil {
 		return 0, nil, grainError(err)
 	}
-	a.metrics.posts.WithLabelValues("visitor").Inc()
+	a.metrics.posted("visitor", began)
 	return http.StatusCreated, map[string]any{"conversation_id": conv.String(), "seq": res.Seq}, nil
 }
 
