@@ -26,8 +26,9 @@ import (
 // none.
 type workers struct {
 	throughput int
-	handoff    chan func() // unbuffered: a send succeeds only to a waiting worker
-	started    atomic.Int64
+	handoff    chan func()  // unbuffered: a send succeeds only to a waiting worker
+	started    atomic.Int64 // workers started, ever
+	waiting    atomic.Int32 // workers waiting for a mailbox now
 }
 
 // workerIdle is how long a worker waits for a mailbox before it ends.
@@ -61,9 +62,12 @@ func (w *workers) work(fn func()) {
 	for {
 		fn()
 		idle.Reset(workerIdle)
+		w.waiting.Add(1)
 		select {
 		case fn = <-w.handoff:
+			w.waiting.Add(-1)
 		case <-idle.C:
+			w.waiting.Add(-1)
 			return
 		}
 	}
